@@ -1,0 +1,88 @@
+"""Config checks in one place: every user-facing key with its allowed values.
+
+Hydra already rejects unknown groups, options and keys; these rules reject values that
+compose fine but make no sense. A violation raises `ConfigError`, whose one-line message
+names the key, the value and what is allowed; `train.main` prints it without a traceback.
+"""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from reglab.models import ACTIVATIONS
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range."""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+Rule = tuple[str, Callable[[Any], bool], str]
+
+RULES: Sequence[Rule] = (
+    ("seed", _int, "an integer"),
+    ("regularizer.alpha", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
+    ("regularizer.l1_ratio", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("data.batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("data.test_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("trainer.max_epochs", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    (
+        "trainer.val_check_interval",
+        lambda v: v is None or (_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
+        "null (every epoch), an integer number of steps ≥ 1, or a fraction of an epoch in (0, 1]",
+    ),
+    ("callbacks.early_stopping.patience", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("callbacks.early_stopping.mode", lambda v: v in ("min", "max"), "min or max"),
+    (
+        "model.hidden_sizes",
+        lambda v: isinstance(v, Sequence) and all(_int(h) and h >= 1 for h in v),
+        "a list of positive integers, e.g. [256,256]",
+    ),
+    ("model.activation", lambda v: v in ACTIVATIONS, " | ".join(ACTIVATIONS)),
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first key whose value is not allowed."""
+    for key, ok, allowed in RULES:
+        node = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
+        if isinstance(node, str) and node == "<absent>":
+            continue
+        value = OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
+        if not ok(value):
+            raise ConfigError(f"{key}={_show(value)} is not allowed (allowed: {allowed})")
+    val, test = cfg.data.val_fraction, cfg.data.test_fraction
+    if val + test >= 1:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {val} + {test} ≥ 1 leaves no training"
+            " data (allowed: a sum < 1)"
+        )
+
+
+def _show(value: Any) -> str:
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def compose(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
+    """The config `python train.py OVERRIDES…` would run, for use from Python (`reglab.train`)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.output_dir = str(output_dir)
+    return cfg

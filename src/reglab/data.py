@@ -1,0 +1,223 @@
+"""In-memory data sets, split by seed, standardized with the training split's statistics.
+
+Every data set here fits in memory (scikit-learn ships or generates them), so batches are
+slices of tensors, never a DataLoader's per-sample collate. A training "chunk" is a block
+of consecutive minibatches that the module runs as several optimizer steps inside one
+Lightning step; this keeps Lightning's per-step bookkeeping off the hot path while each
+optimizer step still sees one minibatch (see `module.py`).
+"""
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from sklearn.datasets import make_classification, make_regression
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+
+Task = Literal["classification", "regression"]
+
+
+def make_synthetic(
+    task: Task = "classification",
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_informative: int = 5,
+    n_classes: int = 2,
+    noise: float = 0.1,
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's make_classification / make_regression behind one signature.
+
+    `noise` is the standard deviation of Gaussian noise on regression targets, and the
+    fraction of randomly flipped labels for classification.
+    """
+    if task == "regression":
+        return make_regression(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_informative=n_informative,
+            noise=noise,
+            random_state=random_state,
+        )
+    return make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=0,
+        n_classes=n_classes,
+        flip_y=noise,
+        random_state=random_state,
+    )
+
+
+class ChunkLoader:
+    """Iterates over (x, y) blocks of `steps_per_chunk` minibatches of `batch_size` rows.
+
+    With `shuffle`, rows are permuted once per epoch by a seeded generator, so the order is
+    a function of the seed alone. Each block is a contiguous slice of the permuted tensors
+    (a view: no copy per step); the consumer splits it into minibatches.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        steps_per_chunk: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
+        if self.steps_per_epoch % steps_per_chunk:
+            raise ValueError(
+                f"steps_per_chunk={steps_per_chunk} must divide {self.steps_per_epoch}"
+            )
+        self.steps_per_chunk = steps_per_chunk
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch // self.steps_per_chunk
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.x, self.y
+        if self.shuffle:
+            perm = torch.randperm(len(x), generator=self.generator)
+            x, y = x[perm], y[perm]
+        rows = self.batch_size * self.steps_per_chunk
+        for start in range(0, len(x), rows):
+            yield x[start : start + rows], y[start : start + rows]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class DataModule(pl.LightningDataModule):
+    """A data set loaded by `source` (any callable returning X, y), split and standardized.
+
+    Splits are fractions of the whole set, stratified for classification, drawn with
+    `random_state=seed`. Features are standardized with the training split's mean and
+    population standard deviation (scikit-learn's StandardScaler); regression targets are
+    left as they are.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], tuple[np.ndarray, np.ndarray]],
+        task: Task = "classification",
+        batch_size: int = 64,
+        eval_batch_size: int = 4096,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        image_shape: tuple[int, ...] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.source, self.task = source, task
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.image_shape = tuple(image_shape) if image_shape else None
+        self.seed = seed
+        self.steps_per_chunk = 1
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self._train_loader: ChunkLoader | None = None
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare(self) -> "DataModule":
+        """Load, split and standardize (idempotent; also called by `setup`)."""
+        if self.splits:
+            return self
+        x, y = self.source()
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y)
+        parts = self._split(x, y)
+        scaler = StandardScaler().fit(parts["train"][0])
+        for name, (xs, ys) in parts.items():
+            xs = scaler.transform(xs).astype(np.float32)
+            self.splits[name] = (torch.from_numpy(xs), self._targets(ys))
+        return self
+
+    def _split(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        parts = {}
+        rest = (x, y)
+        for name, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
+            if fraction <= 0:
+                continue
+            # fractions are of the whole set, not of what the previous split left
+            size = round(fraction * len(x))
+            stratify = rest[1] if self.task == "classification" else None
+            x_rest, x_part, y_rest, y_part = train_test_split(
+                *rest, test_size=size, random_state=self.seed, stratify=stratify
+            )
+            parts[name] = (x_part, y_part)
+            rest = (x_rest, y_rest)
+        parts["train"] = rest
+        return parts
+
+    def _targets(self, y: np.ndarray) -> Tensor:
+        if self.task == "classification":
+            return torch.from_numpy(y.astype(np.int64))
+        y = y.astype(np.float32)
+        return torch.from_numpy(y.reshape(len(y), -1))
+
+    # -- shapes the model needs ------------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        return self.prepare().splits["train"][0].shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        y = torch.cat([ys for _, ys in self.prepare().splits.values()])
+        return int(y.max()) + 1 if self.task == "classification" else y.shape[1]
+
+    @property
+    def n_train(self) -> int:
+        return len(self.prepare().splits["train"][0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.n_train / min(self.batch_size, self.n_train))
+
+    def has(self, split: str) -> bool:
+        return split in self.prepare().splits
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    def train_dataloader(self) -> ChunkLoader:
+        if self._train_loader is None:
+            x, y = self.splits["train"]
+            self._train_loader = ChunkLoader(
+                x, y, self.batch_size, self.steps_per_chunk, shuffle=True, seed=self.seed
+            )
+        return self._train_loader
+
+    def _eval_loader(self, split: str) -> ChunkLoader | list:
+        if split not in self.splits:
+            return []
+        return ChunkLoader(*self.splits[split], batch_size=self.eval_batch_size)
+
+    def val_dataloader(self) -> ChunkLoader | list:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> ChunkLoader | list:
+        return self._eval_loader("test")
+
+    def state_dict(self) -> dict[str, Any]:
+        # the shuffling generator, so a resumed run sees the same batches
+        return self._train_loader.state_dict() if self._train_loader else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.train_dataloader().load_state_dict(state)

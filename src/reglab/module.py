@@ -1,0 +1,166 @@
+"""The LightningModule that minimizes the regularized objective J̃(θ) = J(θ) + α·Ω(θ) (eq. 7.1).
+
+J is cross-entropy for classification and the mean squared error (mean over samples) for
+regression. The regularizer is applied by hooks around each optimizer step (see
+`regularizers.py`), so one module serves L2, L1, proximal L1, elastic net and decoupled
+weight decay alike.
+
+Speed: Lightning's per-step machinery costs more than a small network's forward and
+backward pass, so the module uses manual optimization and runs a *chunk* of consecutive
+minibatches (several optimizer steps) per Lightning step. Every optimizer step still goes
+through Lightning's optimizer wrapper, so `global_step` counts optimizer steps (the i of
+Algorithm 7.1), `on_before_optimizer_step` callbacks fire, and gradient clipping and
+step-wise schedulers act per step; the chunk boundaries are chosen by `train.py` to fall
+on every validation point.
+"""
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import Tensor, nn
+
+from reglab.models import penalized_parameters
+from reglab.regularizers import Regularizer
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training objective became NaN or infinite."""
+
+
+def _metric(task: str, n_outputs: int) -> torchmetrics.Metric:
+    if task == "classification":
+        return torchmetrics.Accuracy("multiclass", num_classes=n_outputs, validate_args=False)
+    return torchmetrics.MeanSquaredError()
+
+
+class RegLabModule(pl.LightningModule):
+    """`net` trained on J̃ = J + α·Ω with `optimizer`, one minibatch per optimizer step."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        regularizer: Regularizer,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        task: Literal["classification", "regression"],
+        n_outputs: int,
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "epoch",
+        batch_size: int = 64,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.net, self.regularizer, self.task = net, regularizer, task
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+        self.batch_size = batch_size
+        self.clip_val, self.clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.weights = penalized_parameters(net, regularizer.include_bias)
+        self.loss_fn = F.cross_entropy if task == "classification" else F.mse_loss
+        self.metric_name = "acc" if task == "classification" else "mse"
+        # "train" is an nn.Module method name, so the keys carry a suffix
+        self.metrics = nn.ModuleDict(
+            {f"{split}_metric": _metric(task, n_outputs) for split in ("train", "val", "test")}
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # -- optimization ----------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+    def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
+        opt = self.optimizers()
+        scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
+        max_steps = self.trainer.max_steps
+        x, y = chunk
+        losses, preds = [], []
+        for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
+            if 0 <= max_steps <= self.trainer.global_step:
+                break
+            output = self.net(xb)
+            loss = self.loss_fn(output, yb)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            self.regularizer.add_grad_(self.weights)
+            if self.clip_val:
+                self.clip_gradients(opt, self.clip_val, self.clip_algorithm)
+            lr = opt.param_groups[0]["lr"]
+            self.regularizer.before_step_(self.weights, lr)
+            opt.step()
+            self.regularizer.after_step_(self.weights, lr)
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.detach())
+            preds.append(output.detach())
+        if losses:
+            self._log_chunk(torch.stack(losses), torch.cat(preds), y[: sum(map(len, preds))])
+
+    def _log_chunk(self, losses: Tensor, output: Tensor, y: Tensor) -> None:
+        data_loss = losses.mean()
+        with torch.no_grad():
+            penalty = self.regularizer.penalty(self.weights)
+        objective = data_loss + penalty
+        if not torch.isfinite(objective):
+            raise NonFiniteLossError(
+                f"training loss became {objective.item()} at step {self.trainer.global_step}"
+                " (lower optimizer.lr or regularizer.alpha)"
+            )
+        metric = self.metrics["train_metric"]
+        metric(self._prediction(output), y)
+        self.log_dict(
+            {
+                "train/loss": objective,
+                "train/data_loss": data_loss,
+                "train/penalty": penalty,
+                f"train/{self.metric_name}": metric,
+            },
+            on_step=True,
+            on_epoch=False,
+        )
+
+    def on_train_epoch_end(self) -> None:
+        if self.scheduler_factory is not None and self.scheduler_interval == "epoch":
+            self.lr_schedulers().step()
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _prediction(self, output: Tensor) -> Tensor:
+        return output.argmax(-1) if self.task == "classification" else output
+
+    def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
+        x, y = batch
+        output = self.net(x)
+        metric = self.metrics[f"{split}_metric"]
+        metric.update(self._prediction(output), y)
+        self.log(f"{split}/loss", self.loss_fn(output, y), batch_size=len(x))
+        self.log(f"{split}/{self.metric_name}", metric, batch_size=len(x))
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.log_dict(self.weight_stats())
+
+    @torch.no_grad()
+    def weight_stats(self) -> dict[str, float]:
+        """‖w‖₁, ‖w‖₂ and the fraction of exactly-zero entries of the penalized weights."""
+        flat = torch.cat([w.detach().flatten() for w in self.weights])
+        return {
+            "weights/l1_norm": flat.abs().sum().item(),
+            "weights/l2_norm": flat.norm().item(),
+            "weights/sparsity": (flat == 0).float().mean().item(),
+        }

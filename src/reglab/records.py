@@ -1,0 +1,91 @@
+"""What a run leaves behind: weight histograms, hparams beside the final metrics, metrics.json.
+
+TensorBoard's HPARAMS tab compares runs by the hparams summary of each run; Lightning's
+`log_hyperparams(params, metrics)` would also log `metrics` a second time as scalars at
+step 0, so the summary is written here directly, naming the final scalars that the run
+has logged at their true steps.
+"""
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+class WeightHistograms(pl.Callback):
+    """A TensorBoard histogram of every parameter tensor, every `every_n_epochs` epochs."""
+
+    def __init__(self, every_n_epochs: int = 5) -> None:
+        self.every_n_epochs = every_n_epochs
+
+    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for name, p in pl_module.named_parameters():
+                    tag = "weights/" + name.replace(".", "/")
+                    logger.experiment.add_histogram(tag, p.detach(), trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._log(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log(trainer, pl_module)  # the parameters the run ends with (θ* after restore)
+
+
+def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Scalar hyperparameters as `group.key` → value, plus the chosen option of each group."""
+    skip = ("callbacks", "logger", "hydra", "paths", "output_dir")
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not str(key).startswith("_"):
+                    walk(value, f"{prefix}{key}.")
+        elif node is not None:
+            flat[prefix[:-1]] = node if isinstance(node, int | float | str | bool) else str(node)
+
+    walk({k: v for k, v in container.items() if k not in skip}, "")
+    for group, option in (choices or {}).items():
+        if option is not None and not group.startswith("hydra"):
+            flat[group] = str(option)
+    return flat
+
+
+def log_final(
+    loggers: list[pl.loggers.Logger], params: dict[str, Any], metrics: dict[str, float], step: int
+) -> None:
+    """Log the summary metrics as scalars and the hparams summary that points at them."""
+    new = {k: v for k, v in metrics.items() if not k.startswith("test/")}  # test/* already logged
+    for logger in loggers:
+        logger.log_metrics(new, step=step)
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams_summary(params, metrics):
+                writer.add_summary(summary)
+        logger.save()
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """JSON with non-finite floats as null (JSON has no NaN), keys in a stable order."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()
+    }
+    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+
+
+def format_table(metrics: Mapping[str, float]) -> str:
+    width = max(map(len, metrics), default=0)
+    rows = [
+        f"  {k:<{width}}  {v:.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}"
+        for k, v in metrics.items()
+    ]
+    return "\n".join(rows)

@@ -1,0 +1,164 @@
+"""Parameter norm penalties: J̃(θ; X, y) = J(θ; X, y) + α·Ω(θ) (Goodfellow et al., eq. 7.1).
+
+Every regularizer acts on the penalized weights w (biases excluded unless
+`include_bias`) through three hooks that the training step calls around each
+optimizer step:
+
+    add_grad_    ∇J ← ∇J + α∇Ω(w), after backward (the penalty's exact gradient, added in
+                 place: cheaper than putting Ω in the autograd graph on every step)
+    before_step_ w ← (1 − εα)w, for decoupled weight decay
+    after_step_  w ← prox(w), the soft-threshold of proximal L1
+
+`penalty(w)` returns α·Ω(w) for logging and for J̃ itself.
+"""
+
+import torch
+from torch import Tensor
+
+
+class Regularizer:
+    """Ω(θ) = 0: no penalty (the control run)."""
+
+    def __init__(self, alpha: float = 0.0, include_bias: bool = False) -> None:
+        self.alpha = float(alpha)
+        self.include_bias = include_bias
+
+    def penalty(self, weights: list[Tensor]) -> Tensor:
+        return torch.zeros((), device=weights[0].device) if weights else torch.zeros(())
+
+    def add_grad_(self, weights: list[Tensor]) -> None:
+        pass
+
+    @torch.no_grad()
+    def before_step_(self, weights: list[Tensor], lr: float) -> None:
+        pass
+
+    @torch.no_grad()
+    def after_step_(self, weights: list[Tensor], lr: float) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha:g}, include_bias={self.include_bias})"
+
+
+NoPenalty = Regularizer
+
+
+def _sum_sq(weights: list[Tensor]) -> Tensor:
+    return torch.stack(torch._foreach_norm(weights, 2)).square().sum()
+
+
+def _sum_abs(weights: list[Tensor]) -> Tensor:
+    return torch.stack(torch._foreach_norm(weights, 1)).sum()
+
+
+def _grads(weights: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The weights that received a gradient, and those gradients."""
+    pairs = [(w, w.grad) for w in weights if w.grad is not None]
+    return [w for w, _ in pairs], [g for _, g in pairs]
+
+
+@torch.no_grad()
+def soft_threshold_(weights: list[Tensor], threshold: float) -> None:
+    """w ← sign(w)·max(|w| − threshold, 0): the proximal operator of threshold·‖w‖₁.
+
+    It is the slide's analytical L1 solution w_i = sign(w_i*)·max(|w_i*| − α/H_ii, 0),
+    applied after each gradient step with threshold ε·α; weights it sets to zero are
+    exactly zero, which a subgradient step (α·sign(w)) never achieves.
+    """
+    for w in weights:
+        w.copy_(w.sign() * (w.abs() - threshold).clamp_(min=0))
+
+
+class L2(Regularizer):
+    """Ω(w) = ½‖w‖² = ½wᵀw: J̃ = α/2·wᵀw + J, ∇J̃ = αw + ∇J (eq. 7.2–7.3).
+
+    One SGD step is w ← (1 − εα)w − ε∇J (eq. 7.5); at the optimum of a quadratic J the
+    result is w̃ = Q(Λ + αI)⁻¹ΛQᵀw* (eq. 7.13): w* rescaled along H's eigenvectors.
+    """
+
+    def penalty(self, weights: list[Tensor]) -> Tensor:
+        return 0.5 * self.alpha * _sum_sq(weights)
+
+    @torch.no_grad()
+    def add_grad_(self, weights: list[Tensor]) -> None:
+        ws, gs = _grads(weights)
+        if ws and self.alpha:
+            torch._foreach_add_(gs, ws, alpha=self.alpha)
+
+
+class L1(Regularizer):
+    """Ω(w) = ‖w‖₁ = Σ|w_i|: J̃ = α‖w‖₁ + J, ∇J̃ = α·sign(w) + ∇J (eq. 7.18–7.20).
+
+    With `proximal`, the penalty is not differentiated; instead each step is followed by
+    the soft-threshold w ← sign(w)·max(|w| − εα, 0) (eq. 7.23 with H_ii = 1/ε), i.e.
+    proximal gradient descent (ISTA), which gives exact zeros: the sparsity of eq. 7.23.
+    """
+
+    def __init__(self, alpha: float = 0.0, proximal: bool = False, include_bias: bool = False):
+        super().__init__(alpha, include_bias)
+        self.proximal = proximal
+
+    def penalty(self, weights: list[Tensor]) -> Tensor:
+        return self.alpha * _sum_abs(weights)
+
+    @torch.no_grad()
+    def add_grad_(self, weights: list[Tensor]) -> None:
+        ws, gs = _grads(weights)
+        if ws and self.alpha and not self.proximal:
+            torch._foreach_add_(gs, torch._foreach_sign(ws), alpha=self.alpha)
+
+    def after_step_(self, weights: list[Tensor], lr: float) -> None:
+        if self.proximal and self.alpha:
+            soft_threshold_(weights, lr * self.alpha)
+
+
+class ElasticNet(Regularizer):
+    """Ω(w) = ρ‖w‖₁ + (1 − ρ)/2·‖w‖²: L1 (eq. 7.18) and L2 (eq. 7.2) mixed by ρ = l1_ratio.
+
+    Same parametrization as scikit-learn's ElasticNet. With `proximal`, the L1 part is
+    applied as the soft-threshold w ← sign(w)·max(|w| − ερα, 0), as in `L1`.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.0,
+        l1_ratio: float = 0.5,
+        proximal: bool = False,
+        include_bias: bool = False,
+    ) -> None:
+        super().__init__(alpha, include_bias)
+        self.l1_ratio = float(l1_ratio)
+        self.proximal = proximal
+
+    def penalty(self, weights: list[Tensor]) -> Tensor:
+        rho = self.l1_ratio
+        return self.alpha * (rho * _sum_abs(weights) + 0.5 * (1 - rho) * _sum_sq(weights))
+
+    @torch.no_grad()
+    def add_grad_(self, weights: list[Tensor]) -> None:
+        ws, gs = _grads(weights)
+        if not ws or not self.alpha:
+            return
+        torch._foreach_add_(gs, ws, alpha=self.alpha * (1 - self.l1_ratio))
+        if not self.proximal:
+            torch._foreach_add_(gs, torch._foreach_sign(ws), alpha=self.alpha * self.l1_ratio)
+
+    def after_step_(self, weights: list[Tensor], lr: float) -> None:
+        if self.proximal and self.alpha:
+            soft_threshold_(weights, lr * self.alpha * self.l1_ratio)
+
+
+class WeightDecay(Regularizer):
+    """Decoupled weight decay: w ← (1 − εα)w − ε∇J (eq. 7.5).
+
+    The slide's reading of the L2 step, "multiplicatively shrink the weight vector by a
+    constant factor on each step, just before performing the usual gradient update",
+    taken literally: the shrink happens before the optimizer's update, outside the loss.
+    With plain SGD this is exactly L2; with adaptive optimizers (Adam) it is not, and it
+    is what AdamW does (Loshchilov & Hutter). J̃ = J: the penalty it reports is zero.
+    """
+
+    def before_step_(self, weights: list[Tensor], lr: float) -> None:
+        if self.alpha:
+            torch._foreach_mul_(weights, 1.0 - lr * self.alpha)
