@@ -108,6 +108,7 @@ class L1(Regularizer):
         if ws and self.alpha and not self.proximal:
             torch._foreach_add_(gs, torch._foreach_sign(ws), alpha=self.alpha)
 
+    @torch.no_grad()
     def after_step_(self, weights: list[Tensor], lr: float) -> None:
         if self.proximal and self.alpha:
             soft_threshold_(weights, lr * self.alpha)
@@ -144,6 +145,7 @@ class ElasticNet(Regularizer):
         if not self.proximal:
             torch._foreach_add_(gs, torch._foreach_sign(ws), alpha=self.alpha * self.l1_ratio)
 
+    @torch.no_grad()
     def after_step_(self, weights: list[Tensor], lr: float) -> None:
         if self.proximal and self.alpha:
             soft_threshold_(weights, lr * self.alpha * self.l1_ratio)
@@ -159,6 +161,7 @@ class WeightDecay(Regularizer):
     is what AdamW does (Loshchilov & Hutter). J̃ = J: the penalty it reports is zero.
     """
 
+    @torch.no_grad()
     def before_step_(self, weights: list[Tensor], lr: float) -> None:
         if self.alpha:
             torch._foreach_mul_(weights, 1.0 - lr * self.alpha)

@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
 from reglab.config import CONFIG_DIR, ConfigError, validate
 from reglab.data import DataModule
@@ -76,6 +77,9 @@ def build_trainer(cfg: DictConfig, dm: DataModule, callbacks: list[pl.Callback])
         check_val_every_n_epoch=None,
         limit_val_batches=kwargs.get("limit_val_batches") if dm.has("val") else 0,
         num_sanity_val_steps=0,
+        # what the callbacks group lists is what runs: no default checkpointer or bar added
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )
 
 
@@ -137,6 +141,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm)
+        fit_seconds = round(time.perf_counter() - start, 3)
         test = trainer.test(module, datamodule=dm, verbose=False)[0] if dm.has("test") else {}
     except NonFiniteLossError as err:
         seconds = round(time.perf_counter() - start, 3)
@@ -150,7 +155,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else None
     log_final(trainer.loggers, flat_hparams(cfg, choices), metrics, trainer.global_step)
     write_json(run_dir / "metrics.json", metrics)
-    write_json(run_dir / "run.json", {"status": "completed", "seconds": seconds})
+    timing = {"seconds": seconds, "fit_seconds": fit_seconds}
+    write_json(run_dir / "run.json", {"status": "completed", **timing})
     log.info("final metrics:\n%s", format_table(metrics))
     log.info("run directory: %s", run_dir)
     log.info("inspect it with: tensorboard --logdir %s", run_dir)

@@ -1,0 +1,43 @@
+"""Shared helpers: run reglab in-process (`train_api`) or as a user would (`run_cli`)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reglab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def train_api(tmp_path):
+    """reglab.train(compose(overrides)) in a fresh run directory; returns (metrics, run_dir)."""
+    counter = iter(range(1_000_000))
+
+    def run(*overrides: str):
+        run_dir = tmp_path / f"run{next(counter)}"
+        cfg = reglab.compose(list(overrides), output_dir=run_dir)
+        return reglab.train(cfg), run_dir
+
+    return run
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python train.py ARGS…` in a subprocess (stdout is a pipe, as in CI and on SLURM)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "default"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
