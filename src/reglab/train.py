@@ -10,6 +10,7 @@ import math
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,19 @@ def summarize(module: RegLabModule, trainer: pl.Trainer, test: dict[str, float])
     return metrics
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train one run described by `cfg`; return its final metrics (also in metrics.json)."""
+@dataclass
+class Run:
+    """Everything one run is made of, composed from its config but not yet trained."""
+
+    cfg: DictConfig
+    dm: DataModule
+    module: RegLabModule
+    trainer: pl.Trainer
+    run_dir: Path
+
+
+def build(cfg: DictConfig) -> Run:
+    """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
     validate(cfg)
     _quiet_libraries()
     if cfg.get("threads"):
@@ -137,7 +149,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm",
     )
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")))
+    return Run(cfg, dm, module, trainer, run_dir)
 
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train one run described by `cfg`; return its final metrics (also in metrics.json)."""
+    run = build(cfg)
+    dm, module, trainer, run_dir = run.dm, run.module, run.trainer, run.run_dir
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=dm)
@@ -145,9 +163,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test = trainer.test(module, datamodule=dm, verbose=False)[0] if dm.has("test") else {}
     except NonFiniteLossError as err:
         seconds = round(time.perf_counter() - start, 3)
-        write_json(
-            run_dir / "run.json", {"status": "failed", "error": str(err), "seconds": seconds}
-        )
+        failure = {"status": "failed", "error": str(err), "seconds": seconds}
+        write_json(run_dir / "run.json", failure)
         raise RunFailed(f"{err}; best checkpoint and logs kept in {run_dir}") from err
     seconds = round(time.perf_counter() - start, 3)
 
