@@ -8,11 +8,28 @@ lands in Hydra's `train.log`).
 import logging
 import sys
 import time
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 
 log = logging.getLogger("reglab")
+
+
+def _shown(trainer: pl.Trainer) -> dict[str, float]:
+    """The scalars worth a glance: losses and metrics of the training and validation sets."""
+    return {
+        k: float(v)
+        for k, v in sorted(trainer.callback_metrics.items())
+        if k.split("/")[0] in ("train", "val") and k != "train/data_loss" and v.numel() == 1
+    }
+
+
+class LiveProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, showing the metrics the module publishes (it bypasses self.log)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        return {**super().get_metrics(trainer, pl_module), **_shown(trainer)}
 
 
 class EpochLineProgressBar(ProgressBar):
@@ -39,12 +56,7 @@ class EpochLineProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._enabled or trainer.sanity_checking:
             return
-        shown = {
-            k: float(v)
-            for k, v in sorted(trainer.callback_metrics.items())
-            if k.split("/")[0] in ("train", "val") and k != "train/data_loss" and v.numel() == 1
-        }
-        values = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        values = "  ".join(f"{k} {v:.4g}" for k, v in _shown(trainer).items())
         epochs = f"{trainer.current_epoch + 1}/{trainer.max_epochs}"
         elapsed = time.perf_counter() - self._start
         log.info(f"epoch {epochs}  step {trainer.global_step}  {values}  ({elapsed:.2f} s)")
@@ -53,5 +65,5 @@ class EpochLineProgressBar(ProgressBar):
 def progress_bar(refresh_rate: int = 1) -> ProgressBar:
     """A tqdm bar when stdout is a terminal, one line per epoch otherwise."""
     if sys.stdout.isatty():
-        return TQDMProgressBar(refresh_rate=refresh_rate)
+        return LiveProgressBar(refresh_rate=refresh_rate)
     return EpochLineProgressBar()
