@@ -1,6 +1,8 @@
 """Algorithm 7.1: validate every n steps, stop after p validations without improvement,
 end holding θ* (the best parameters) with i* (the best step) recorded."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -46,7 +48,7 @@ def test_stops_after_patience_and_restores_best(tmp_path):
     run, stopper, history = fit(tmp_path)
     steps, losses = zip(*history, strict=True)
     n = run.dm.steps_per_epoch  # default: validate once per epoch
-    assert all(b - a == n for a, b in zip(steps, steps[1:], strict=False))  # every n steps
+    assert all(b - a == n for a, b in itertools.pairwise(steps))  # every n steps
 
     best = min(range(len(losses)), key=losses.__getitem__)  # first minimum = strict improvement
     assert stopper.best_step == steps[best]  # i*
