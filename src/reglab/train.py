@@ -42,6 +42,7 @@ def _quiet_libraries() -> None:
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
     for message in (
         ".*does not have many workers.*",  # in-memory chunks need no workers
+        ".*exists and is not empty.*",  # the run directory Hydra just made (holds .hydra/)
         ".*LeafSpec.*",
         ".*`isinstance.*treespec.*",
     ):
