@@ -93,6 +93,9 @@ class L1(Regularizer):
     With `proximal`, the penalty is not differentiated; instead each step is followed by
     the soft-threshold w ← sign(w)·max(|w| − εα, 0) (eq. 7.23 with H_ii = 1/ε), i.e.
     proximal gradient descent (ISTA), which gives exact zeros: the sparsity of eq. 7.23.
+    ISTA's fixed point is the L1 optimum for plain SGD; with momentum μ the effective step
+    is ε/(1 − μ) while the threshold stays εα, so the penalty acts as α(1 − μ), and with
+    Adam the fixed point is no longer a lasso (still sparse, but not the eq. 7.19 optimum).
     """
 
     def __init__(self, alpha: float = 0.0, proximal: bool = False, include_bias: bool = False):
