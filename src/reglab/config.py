@@ -33,11 +33,13 @@ def _int(v: Any) -> bool:
 Rule = tuple[str, Callable[[Any], bool], str]
 
 RULES: Sequence[Rule] = (
-    ("seed", _int, "an integer"),
+    ("seed", lambda v: _int(v) and 0 <= v < 2**32, "an integer in [0, 4294967295]"),
     ("regularizer.alpha", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
     ("regularizer.l1_ratio", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("data.task", lambda v: v in ("classification", "regression"), "classification or regression"),
     ("data.batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("data.eval_batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("data.test_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("trainer.max_epochs", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
@@ -48,6 +50,11 @@ RULES: Sequence[Rule] = (
     ),
     ("callbacks.early_stopping.patience", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("callbacks.early_stopping.mode", lambda v: v in ("min", "max"), "min or max"),
+    (
+        "callbacks.weight_histograms.every_n_epochs",
+        lambda v: _int(v) and v >= 1,
+        "an integer ≥ 1",
+    ),
     (
         "model.hidden_sizes",
         lambda v: isinstance(v, Sequence) and all(_int(h) and h >= 1 for h in v),

@@ -15,10 +15,13 @@ improvement and, when training ends, loads θ* back into the module, so whatever
 (testing, saving, the next protocol phase) sees the best parameters, not the last ones.
 """
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+
+log = logging.getLogger("reglab")
 
 
 class EarlyStopping(pl.callbacks.EarlyStopping):
@@ -62,6 +65,15 @@ class EarlyStopping(pl.callbacks.EarlyStopping):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.stopped_step = trainer.global_step
+        if not torch.isfinite(self.best_score):
+            # no validation ran (n > the steps trained): θ* would be θ_o, which no one wants
+            log.warning(
+                "no validation ran in %d steps (trainer.val_check_interval is larger):"
+                " keeping the last parameters, not θ*",
+                trainer.global_step,
+            )
+            self.best_step = trainer.global_step
+            return
         if self.restore_best and self.best_state is not None:
             pl_module.load_state_dict(self.best_state)
 

@@ -66,7 +66,12 @@ class RegLabModule(pl.LightningModule):
         # "train" is an nn.Module method name, so the keys carry a suffix
         self.metrics = nn.ModuleDict(
             {f"{split}_metric": _metric(task, n_outputs) for split in ("train", "val", "test")}
-            | {f"{split}_loss": torchmetrics.MeanMetric() for split in ("val", "test")}
+            # NaN losses are kept (the default drops them with a warning): a NaN val/loss
+            # fails the run instead of hiding in the mean of the other batches
+            | {
+                f"{split}_loss": torchmetrics.MeanMetric(nan_strategy="disable")
+                for split in ("val", "test")
+            }
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,14 +172,21 @@ class RegLabModule(pl.LightningModule):
         self._evaluate("val", batch)
 
     def on_validation_epoch_end(self) -> None:
-        self.publish({**self._compute("val"), **self.weight_stats()})
+        values = self._compute("val")
+        if not torch.isfinite(values["val/loss"]):
+            raise NonFiniteLossError(
+                f"validation loss became {values['val/loss'].item()} at step"
+                f" {self.trainer.global_step} (lower optimizer.lr or regularizer.alpha)"
+            )
+        self.publish({**values, **self.weight_stats()})
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        # once per run, so Lightning's own logging: trainer.test() then returns these
-        self.log_dict(self._compute("test"))
+        # at the optimizer step the run ended on, like every other scalar (Lightning's own
+        # logging would put them at its count of chunks); train.py reads callback_metrics
+        self.publish(self._compute("test"))
 
     @torch.no_grad()
     def weight_stats(self) -> dict[str, float]:

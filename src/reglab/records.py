@@ -15,8 +15,27 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+class TensorBoardLogger(pl.loggers.TensorBoardLogger):
+    """Lightning's TensorBoard logger, writing a run into one event file.
+
+    Lightning closes a logger's writer at the end of `fit` and of `test`, and the next write
+    opens a new event file. TensorBoard reads a directory's event files in name order, which
+    stops being the order of writing once the process's file counter crosses a power of ten
+    (…9, …10: job 3 of any sweep), and then shows stale values as the last ones. This logger
+    only flushes there; `close()` ends the file when the run is done.
+    """
+
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.experiment.flush()
+        if status == "success":
+            self.save()
+
+    def close(self) -> None:
+        super().finalize("success")
 
 
 class WeightHistograms(pl.Callback):
@@ -27,7 +46,8 @@ class WeightHistograms(pl.Callback):
         self.bins = bins  # fixed-width bins: TensorBoard's default exponential ones cost 5× more
 
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writers = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, pl.loggers.TensorBoardLogger)]
+        writers = [lg.experiment for lg in loggers]
         if not writers:
             return
         for name, p in pl_module.named_parameters():
@@ -90,11 +110,17 @@ def log_final(
     new = {k: v for k, v in metrics.items() if not k.startswith("test/")}  # test/* already logged
     for logger in loggers:
         logger.log_metrics(new, step=step)
-        if isinstance(logger, TensorBoardLogger):
+        if isinstance(logger, pl.loggers.TensorBoardLogger):
             writer = logger.experiment._get_file_writer()
             for summary in hparams_summary(params, metrics):
                 writer.add_summary(summary)
         logger.save()
+
+
+def close_loggers(loggers: list[pl.loggers.Logger]) -> None:
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.close()
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -27,7 +27,7 @@ from reglab.config import CONFIG_DIR, ConfigError, validate
 from reglab.data import DataModule
 from reglab.early_stopping import EarlyStopping
 from reglab.module import NonFiniteLossError, RegLabModule
-from reglab.records import flat_hparams, format_table, log_final, write_json
+from reglab.records import close_loggers, flat_hparams, format_table, log_final, write_json
 
 log = logging.getLogger("reglab")
 
@@ -161,17 +161,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=dm)
         fit_seconds = round(time.perf_counter() - start, 3)
-        test = trainer.test(module, datamodule=dm, verbose=False)[0] if dm.has("test") else {}
+        if dm.has("test"):
+            trainer.test(module, datamodule=dm, verbose=False)
+        test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     except NonFiniteLossError as err:
         seconds = round(time.perf_counter() - start, 3)
         failure = {"status": "failed", "error": str(err), "seconds": seconds}
         write_json(run_dir / "run.json", failure)
+        close_loggers(trainer.loggers)
         raise RunFailed(f"{err}; best checkpoint and logs kept in {run_dir}") from err
     seconds = round(time.perf_counter() - start, 3)
 
     metrics = summarize(module, trainer, {k: float(v) for k, v in test.items()})
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else None
     log_final(trainer.loggers, flat_hparams(cfg, choices), metrics, trainer.global_step)
+    close_loggers(trainer.loggers)
     write_json(run_dir / "metrics.json", metrics)
     timing = {"seconds": seconds, "fit_seconds": fit_seconds}
     write_json(run_dir / "run.json", {"status": "completed", **timing})
