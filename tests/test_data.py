@@ -86,3 +86,21 @@ def test_chunks_cover_every_row_once_per_epoch_in_a_seeded_order():
 def test_chunk_size_must_divide_the_epoch():
     with pytest.raises(ValueError, match="must divide"):
         ChunkLoader(torch.zeros(100, 1), torch.zeros(100), batch_size=8, steps_per_chunk=5)
+
+
+def test_bootstrap_resamples_the_training_split_with_replacement():
+    plain = datamodule("data=diabetes")
+    a, b, a_again = (datamodule("data=diabetes", f"data.bootstrap={i}") for i in (0, 1, 0))
+    x, _ = plain.splits["train"]
+    xa, _ = a.splits["train"]
+    assert len(xa) == len(x)  # same size
+    rows = {tuple(r) for r in x.tolist()}
+    drawn = [tuple(r) for r in xa.tolist()]
+    assert set(drawn) <= rows and len(set(drawn)) < len(drawn)  # from the split, with repeats
+    # out-of-bag = the rows never drawn; about (1 − 1/n)^n ≈ 37 % of them
+    assert len(set(drawn)) + len(a.oob_index) == len(x)
+    assert 0.3 < len(a.oob_index) / len(x) < 0.45
+    assert not {tuple(x[i].tolist()) for i in a.oob_index.tolist()} & set(drawn)
+    assert torch.equal(xa, a_again.splits["train"][0])  # deterministic per (seed, member)
+    assert not torch.equal(xa, b.splits["train"][0])  # members differ
+    assert torch.equal(a.splits["test"][0], plain.splits["test"][0])  # val/test untouched

@@ -120,6 +120,7 @@ class DataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         image_shape: tuple[int, ...] | None = None,
+        bootstrap: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -128,6 +129,8 @@ class DataModule(pl.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.image_shape = tuple(image_shape) if image_shape else None
         self.seed = seed
+        self.bootstrap = bootstrap
+        self.oob_index: Tensor | None = None  # training rows left out of the bootstrap sample
         self.steps_per_chunk = 1
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._train_loader: ChunkLoader | None = None
@@ -145,7 +148,23 @@ class DataModule(pl.LightningDataModule):
         for name, (xs, ys) in parts.items():
             xs = scaler.transform(xs).astype(np.float32)
             self.splits[name] = (torch.from_numpy(xs), self._targets(ys))
+        if self.bootstrap is not None:
+            self._resample()
         return self
+
+    def _resample(self) -> None:
+        """Bagging's data set i: n rows drawn with replacement from the n training rows.
+
+        Drawn by a generator seeded with (seed, bootstrap), so each member index gets its
+        own resample, the same in every run; the rows never drawn are the out-of-bag set.
+        """
+        x, y = self.splits["train"]
+        rng = np.random.default_rng([self.seed, self.bootstrap])
+        index = torch.from_numpy(rng.integers(0, len(x), size=len(x)))
+        drawn = torch.zeros(len(x), dtype=torch.bool)
+        drawn[index] = True
+        self.oob_index = torch.nonzero(~drawn).squeeze(1)
+        self.splits["train"] = (x[index], y[index])
 
     def _split(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         parts = {}

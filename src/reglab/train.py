@@ -27,7 +27,14 @@ from reglab.config import CONFIG_DIR, ConfigError, validate
 from reglab.data import DataModule
 from reglab.early_stopping import EarlyStopping
 from reglab.module import NonFiniteLossError, RegLabModule
-from reglab.records import close_loggers, flat_hparams, format_table, log_final, write_json
+from reglab.records import (
+    CheckpointWriter,
+    close_loggers,
+    flat_hparams,
+    format_table,
+    log_final,
+    write_json,
+)
 
 log = logging.getLogger("reglab")
 
@@ -66,7 +73,8 @@ def build_trainer(cfg: DictConfig, dm: DataModule, callbacks: list[pl.Callback])
     chunk boundaries and n stays exact.
     """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in ("val_check_interval", "gradient_clip_val", "gradient_clip_algorithm"):
+    reglab_keys = ("val_check_interval", "gradient_clip_val", "gradient_clip_algorithm")
+    for key in (*reglab_keys, "checkpoint_min_interval"):
         kwargs.pop(key, None)  # reglab handles these itself (manual optimization)
     n = validation_schedule(dm.steps_per_epoch, cfg.trainer.val_check_interval)
     dm.steps_per_chunk = math.gcd(n, dm.steps_per_epoch)
@@ -79,6 +87,7 @@ def build_trainer(cfg: DictConfig, dm: DataModule, callbacks: list[pl.Callback])
         check_val_every_n_epoch=None,
         limit_val_batches=kwargs.get("limit_val_batches") if dm.has("val") else 0,
         num_sanity_val_steps=0,
+        plugins=[CheckpointWriter(cfg.trainer.get("checkpoint_min_interval") or 0.0)],
         # what the callbacks group lists is what runs: no default checkpointer or bar added
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
