@@ -11,7 +11,7 @@ from torch import nn
 import reglab
 from reglab.models import MLP, Linear, penalized_parameters
 from reglab.regularizers import L1, L2, ElasticNet, NoPenalty, WeightDecay, soft_threshold_
-from reglab.train import build
+from reglab.run import build
 
 
 @pytest.fixture(autouse=True)

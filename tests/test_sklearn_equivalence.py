@@ -25,7 +25,7 @@ from sklearn.datasets import make_regression
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 
 import reglab
-from reglab.train import build
+from reglab.run import build
 
 FAST = (
     "logger=none",

@@ -61,6 +61,7 @@ RULES: Sequence[Rule] = (
         "a list of positive integers, e.g. [256,256]",
     ),
     ("model.activation", lambda v: v in ACTIVATIONS, " | ".join(ACTIVATIONS)),
+    ("protocol.max_extra_steps", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
 )
 
 
@@ -73,6 +74,21 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
         if not ok(value):
             raise ConfigError(f"{key}={_show(value)} is not allowed (allowed: {allowed})")
+    protocol = str(OmegaConf.select(cfg, "protocol._target_", default="") or "")
+    if not protocol.endswith("EarlyStopping71") and protocol and cfg.data.val_fraction == 0:
+        raise ConfigError(
+            f"data.val_fraction=0 leaves {protocol.rsplit('.', 1)[-1]} no validation split"
+            " (allowed: data.val_fraction > 0, or protocol=early_stopping)"
+        )
+    if (
+        protocol
+        and not protocol.endswith("EarlyStopping71")
+        and not cfg.callbacks.get("early_stopping")
+    ):
+        raise ConfigError(
+            "callbacks.early_stopping=null: Algorithms 7.2 and 7.3 start with 7.1"
+            " (allowed: an early_stopping callback, or protocol=early_stopping)"
+        )
     val, test = cfg.data.val_fraction, cfg.data.test_fraction
     if val + test >= 1:
         raise ConfigError(

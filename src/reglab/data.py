@@ -131,6 +131,7 @@ class DataModule(pl.LightningDataModule):
         self.seed = seed
         self.bootstrap = bootstrap
         self.oob_index: Tensor | None = None  # training rows left out of the bootstrap sample
+        self.train_on_val = False  # Algorithms 7.2/7.3, phase 2: train on train + val
         self.steps_per_chunk = 1
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._train_loader: ChunkLoader | None = None
@@ -201,7 +202,7 @@ class DataModule(pl.LightningDataModule):
 
     @property
     def n_train(self) -> int:
-        return len(self.prepare().splits["train"][0])
+        return len(self.training_tensors()[0])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -210,13 +211,27 @@ class DataModule(pl.LightningDataModule):
     def has(self, split: str) -> bool:
         return split in self.prepare().splits
 
+    def training_tensors(self) -> tuple[Tensor, Tensor]:
+        """What the model trains on: the training split, plus validation when `train_on_val`."""
+        x, y = self.prepare().splits["train"]
+        if self.train_on_val:
+            xv, yv = self.splits["val"]
+            x, y = torch.cat([x, xv]), torch.cat([y, yv])
+        return x, y
+
+    def train_on_all(self) -> None:
+        """The second phase of Algorithms 7.2 and 7.3: train on X^(train), i.e. the
+        sub-training split and the validation split together (validation still checks)."""
+        self.train_on_val = True
+        self._train_loader = None
+
     # -- Lightning hooks -------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
     def train_dataloader(self) -> ChunkLoader:
         if self._train_loader is None:
-            x, y = self.splits["train"]
+            x, y = self.training_tensors()
             self._train_loader = ChunkLoader(
                 x, y, self.batch_size, self.steps_per_chunk, shuffle=True, seed=self.seed
             )

@@ -61,6 +61,9 @@ class RegLabModule(pl.LightningModule):
         self.batch_size = batch_size
         self.clip_val, self.clip_algorithm = gradient_clip_val, gradient_clip_algorithm
         self.weights = penalized_parameters(net, regularizer.include_bias)
+        self.step_offset = 0  # steps of earlier protocol phases: one timeline across them
+        self.carried_optimizer_state: dict | None = None  # from an earlier phase (7.3)
+        self.history: list[tuple[int, str, float]] = []  # (step, tag, value): learning curves
         self.loss_fn = F.cross_entropy if task == "classification" else F.mse_loss
         self.metric_name = "acc" if task == "classification" else "mse"
         # ("val" would do as a key, "train" not: it is an nn.Module method, hence the suffix)
@@ -84,6 +87,11 @@ class RegLabModule(pl.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+    def on_train_start(self) -> None:
+        if self.carried_optimizer_state is not None:  # continue, don't restart, the optimizer
+            self.optimizers().optimizer.load_state_dict(self.carried_optimizer_state)
+            self.carried_optimizer_state = None
 
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
         opt = self.optimizers()
@@ -147,9 +155,30 @@ class RegLabModule(pl.LightningModule):
         """
         values = {k: torch.as_tensor(v).detach().float().cpu() for k, v in metrics.items()}
         self.trainer.callback_metrics.update(values)
-        if not self.trainer.sanity_checking:
-            for logger in self.loggers:
-                logger.log_metrics({k: v.item() for k, v in values.items()}, self.global_step)
+        if self.trainer.sanity_checking:
+            return
+        step = self.step
+        scalars = {k: v.item() for k, v in values.items()}
+        self.history += [(step, k, scalars[k]) for k in ("train/loss", "val/loss") if k in scalars]
+        for logger in self.loggers:
+            logger.log_metrics(scalars, step)
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps so far, counting earlier protocol phases (the x-axis of all logs)."""
+        return self.step_offset + (self.trainer.global_step if self._trainer else 0)
+
+    @torch.no_grad()
+    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """J and the metric on (x, y) in one pass, in eval mode (for protocols, not logging)."""
+        was_training = self.net.training
+        self.net.eval()
+        output = self.net(x)
+        self.net.train(was_training)
+        return {
+            "loss": self.loss_fn(output, y).item(),
+            self.metric_name: self._batch_metric(output, y).item(),
+        }
 
     def on_train_epoch_end(self) -> None:
         if self.scheduler_factory is not None and self.scheduler_interval == "epoch":

@@ -57,7 +57,9 @@ class EpochLineProgressBar(ProgressBar):
         if not self._enabled or trainer.sanity_checking:
             return
         values = "  ".join(f"{k} {v:.4g}" for k, v in _shown(trainer).items())
-        epochs = f"{trainer.current_epoch + 1}/{trainer.max_epochs}"
+        epochs = f"{trainer.current_epoch + 1}" + (
+            f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        )
         elapsed = time.perf_counter() - self._start
         log.info(f"epoch {epochs}  step {trainer.global_step}  {values}  ({elapsed:.2f} s)")
 

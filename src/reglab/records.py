@@ -116,7 +116,7 @@ class WeightHistograms(pl.Callback):
             tag = "weights/" + name.replace(".", "/")
             stats = histogram(p.detach().float().cpu(), self.bins)
             for writer in writers:
-                writer.add_histogram_raw(tag, **stats, global_step=trainer.global_step)
+                writer.add_histogram_raw(tag, **stats, global_step=pl_module.step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:

@@ -1,40 +1,31 @@
-"""Compose a run from the config and train it: `python train.py regularizer=l1`.
+"""Train one run from its config: `python train.py regularizer=l1`.
 
-This file only wires things together (data → model → regularizer → module → Trainer) and
-writes the run's summary; the modules compute. The path of a number from config to
-TensorBoard is drawn in docs/architecture.md.
+This file only wires things together: `run.build` composes the pieces, the protocol
+(Algorithm 7.1, 7.2 or 7.3) trains them, and the summary goes to metrics.json, TensorBoard
+and the console. The path of a number from config to TensorBoard is drawn in
+docs/architecture.md.
 """
 
 import logging
-import math
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from omegaconf import DictConfig, open_dict
+from pytorch_lightning.loggers import TensorBoardLogger
 
-from reglab.config import CONFIG_DIR, ConfigError, validate
-from reglab.data import DataModule
-from reglab.early_stopping import EarlyStopping
-from reglab.module import NonFiniteLossError, RegLabModule
-from reglab.records import (
-    CheckpointWriter,
-    close_loggers,
-    flat_hparams,
-    format_table,
-    log_final,
-    write_json,
-)
+from reglab import learning_curve
+from reglab.config import CONFIG_DIR, ConfigError
+from reglab.module import NonFiniteLossError
+from reglab.protocols import EarlyStopping71, Outcome
+from reglab.records import close_loggers, flat_hparams, format_table, log_final, write_json
+from reglab.run import Run, build
 
 log = logging.getLogger("reglab")
 
@@ -43,154 +34,62 @@ class RunFailed(RuntimeError):
     """Training stopped on an error after the run directory was set up; logs are kept."""
 
 
-def _quiet_libraries() -> None:
-    # Lightning's device banner and product tips are INFO; our own lines carry what matters
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
-    for message in (
-        ".*does not have many workers.*",  # in-memory chunks need no workers
-        ".*exists and is not empty.*",  # the run directory Hydra just made (holds .hydra/)
-        ".*LeafSpec.*",
-        ".*`isinstance.*treespec.*",
-    ):
-        warnings.filterwarnings("ignore", message=message)
+def test(outcome: Outcome, run: Run) -> dict[str, float]:
+    """Test metrics of the parameters the protocol ended with (θ* under Algorithm 7.1)."""
+    if not run.dm.has("test"):
+        return {}
+    outcome.trainer.test(outcome.module, datamodule=run.dm, verbose=False)
+    metrics = outcome.trainer.callback_metrics
+    return {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
 
 
-def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | None) -> int:
-    """n of Algorithm 7.1: optimizer steps between validations."""
-    if val_check_interval is None:
-        return steps_per_epoch
-    if isinstance(val_check_interval, float):
-        return max(1, round(val_check_interval * steps_per_epoch))
-    return val_check_interval
-
-
-def build_trainer(cfg: DictConfig, dm: DataModule, callbacks: list[pl.Callback]) -> pl.Trainer:
-    """The Trainer, with validation every n optimizer steps expressed in Lightning's batches.
-
-    Each Lightning batch is a chunk of k = gcd(n, steps per epoch) optimizer steps, so a
-    validation (every n/k chunks) and an epoch's end (every steps/k chunks) both fall on
-    chunk boundaries and n stays exact.
-    """
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    reglab_keys = ("val_check_interval", "gradient_clip_val", "gradient_clip_algorithm")
-    for key in (*reglab_keys, "checkpoint_min_interval"):
-        kwargs.pop(key, None)  # reglab handles these itself (manual optimization)
-    n = validation_schedule(dm.steps_per_epoch, cfg.trainer.val_check_interval)
-    dm.steps_per_chunk = math.gcd(n, dm.steps_per_epoch)
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
-    return instantiate(
-        kwargs,
-        callbacks=callbacks,
-        logger=loggers or False,
-        val_check_interval=n // dm.steps_per_chunk,
-        check_val_every_n_epoch=None,
-        limit_val_batches=kwargs.get("limit_val_batches") if dm.has("val") else 0,
-        num_sanity_val_steps=0,
-        plugins=[CheckpointWriter(cfg.trainer.get("checkpoint_min_interval") or 0.0)],
-        # what the callbacks group lists is what runs: no default checkpointer or bar added
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path) -> None:
+    fig = learning_curve.plot(
+        outcome.module.history,
+        metrics.get("best_step"),
+        metrics.get("stopped_step"),
+        outcome.phases,
+        title=f"Learning curve: {run_dir.name}",
     )
-
-
-def build_callbacks(cfg: DictConfig, has_val: bool) -> list[pl.Callback]:
-    callbacks = []
-    for name, conf in (cfg.callbacks or {}).items():
-        if conf is None:
-            continue
-        if not has_val and name == "early_stopping":
-            log.info("no validation split (data.val_fraction=0): early stopping is off")
-            continue
-        if not has_val and "monitor" in conf:
-            conf = OmegaConf.merge(conf, {"monitor": None})  # then best.ckpt = the last epoch
-        callbacks.append(instantiate(conf))
-    return callbacks
-
-
-def summarize(module: RegLabModule, trainer: pl.Trainer, test: dict[str, float]) -> dict[str, Any]:
-    """The flat metrics of metrics.json (what a sweeper optimizes)."""
-    metrics: dict[str, Any] = dict(test)
-    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
-    if stopper is not None:
-        metrics["val/best"] = stopper.best_value
-        metrics["best_step"] = stopper.best_step
-        metrics["stopped_step"] = stopper.stopped_step
-    else:
-        metrics["stopped_step"] = trainer.global_step
-    metrics.update(module.weight_stats())
-    return metrics
-
-
-@dataclass
-class Run:
-    """Everything one run is made of, composed from its config but not yet trained."""
-
-    cfg: DictConfig
-    dm: DataModule
-    module: RegLabModule
-    trainer: pl.Trainer
-    run_dir: Path
-
-
-def build(cfg: DictConfig) -> Run:
-    """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
-    validate(cfg)
-    _quiet_libraries()
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
-    run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    dm: DataModule = instantiate(cfg.data).prepare()
-    net = instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs)
-    scheduler = cfg.get("scheduler") or {}
-    module = RegLabModule(
-        net=net,
-        regularizer=instantiate(cfg.regularizer),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(scheduler.get("scheduler")) if scheduler else None,
-        scheduler_interval=scheduler.get("interval", "epoch"),
-        task=dm.task,
-        n_outputs=dm.n_outputs,
-        batch_size=dm.batch_size,
-        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
-        gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm",
-    )
-    trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")))
-    return Run(cfg, dm, module, trainer, run_dir)
+    learning_curve.save(fig, run_dir / "learning_curve.png")
+    for logger in outcome.trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure("learning_curve", fig, outcome.module.step)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run described by `cfg`; return its final metrics (also in metrics.json)."""
     run = build(cfg)
-    dm, module, trainer, run_dir = run.dm, run.module, run.trainer, run.run_dir
+    protocol = instantiate(cfg.protocol) if cfg.get("protocol") else EarlyStopping71()
     start = time.perf_counter()
+    trainer: pl.Trainer = run.trainer
     try:
-        trainer.fit(module, datamodule=dm)
+        outcome = protocol.run(run)
+        trainer = outcome.trainer
         fit_seconds = round(time.perf_counter() - start, 3)
-        if dm.has("test"):
-            trainer.test(module, datamodule=dm, verbose=False)
-        test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        metrics = {**test(outcome, run), **outcome.metrics, **outcome.module.weight_stats()}
     except NonFiniteLossError as err:
         seconds = round(time.perf_counter() - start, 3)
-        failure = {"status": "failed", "error": str(err), "seconds": seconds}
-        write_json(run_dir / "run.json", failure)
+        write_json(
+            run.run_dir / "run.json", {"status": "failed", "error": str(err), "seconds": seconds}
+        )
         close_loggers(trainer.loggers)
-        raise RunFailed(f"{err}; best checkpoint and logs kept in {run_dir}") from err
+        raise RunFailed(f"{err}; best checkpoint and logs kept in {run.run_dir}") from err
     seconds = round(time.perf_counter() - start, 3)
 
-    metrics = summarize(module, trainer, {k: float(v) for k, v in test.items()})
+    if len(outcome.phases) > 1:  # the parameters phase 2 ended with, beside phase 1's θ*
+        trainer.save_checkpoint(run.run_dir / "checkpoints" / "final.ckpt")
+        trainer.strategy.checkpoint_io.teardown()
+    save_learning_curve(outcome, metrics, run.run_dir)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else None
-    log_final(trainer.loggers, flat_hparams(cfg, choices), metrics, trainer.global_step)
+    log_final(trainer.loggers, flat_hparams(cfg, choices), metrics, outcome.module.step)
     close_loggers(trainer.loggers)
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run.run_dir / "metrics.json", metrics)
     timing = {"seconds": seconds, "fit_seconds": fit_seconds}
-    write_json(run_dir / "run.json", {"status": "completed", **timing})
+    write_json(run.run_dir / "run.json", {"status": "completed", **timing})
     log.info("final metrics:\n%s", format_table(metrics))
-    log.info("run directory: %s", run_dir)
-    log.info("inspect it with: tensorboard --logdir %s", run_dir)
+    log.info("run directory: %s", run.run_dir)
+    log.info("inspect it with: tensorboard --logdir %s", run.run_dir)
     return metrics
 
 

@@ -1,0 +1,153 @@
+"""A run, composed from its config: data → model → regularizer → module → Trainer.
+
+Composition only; nothing here trains. `build(cfg)` makes the pieces of one run,
+`build_module` and `build_trainer` make more of them for a protocol's later phases.
+"""
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+
+from reglab.config import validate
+from reglab.data import DataModule
+from reglab.module import RegLabModule
+from reglab.records import CheckpointWriter
+
+log = logging.getLogger("reglab")
+
+# Trainer keys reglab applies itself (manual optimization), not Lightning
+REGLAB_TRAINER_KEYS = (
+    "val_check_interval",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "checkpoint_min_interval",
+)
+
+
+@dataclass
+class Run:
+    """Everything one run is made of, composed from its config but not yet trained."""
+
+    cfg: DictConfig
+    dm: DataModule
+    module: RegLabModule
+    trainer: pl.Trainer
+    run_dir: Path
+
+
+def quiet_libraries() -> None:
+    # Lightning's device banner and product tips are INFO; our own lines carry what matters
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    for message in (
+        ".*does not have many workers.*",  # in-memory chunks need no workers
+        ".*exists and is not empty.*",  # the run directory Hydra just made (holds .hydra/)
+        ".*LeafSpec.*",
+        ".*`isinstance.*treespec.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | None) -> int:
+    """n of Algorithm 7.1: optimizer steps between validations."""
+    if val_check_interval is None:
+        return steps_per_epoch
+    if isinstance(val_check_interval, float):
+        return max(1, round(val_check_interval * steps_per_epoch))
+    return val_check_interval
+
+
+def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
+    """A freshly initialized network (from the current RNG state) in its LightningModule."""
+    net = instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs)
+    scheduler = cfg.get("scheduler") or {}
+    return RegLabModule(
+        net=net,
+        regularizer=instantiate(cfg.regularizer),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(scheduler.get("scheduler")) if scheduler else None,
+        scheduler_interval=scheduler.get("interval", "epoch"),
+        task=dm.task,
+        n_outputs=dm.n_outputs,
+        batch_size=dm.batch_size,
+        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
+        gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm",
+    )
+
+
+def build_callbacks(
+    cfg: DictConfig, has_val: bool, skip: tuple[str, ...] = ()
+) -> list[pl.Callback]:
+    callbacks = []
+    for name, conf in (cfg.callbacks or {}).items():
+        if conf is None or name in skip:
+            continue
+        if not has_val and name == "early_stopping":
+            log.info("no validation split (data.val_fraction=0): early stopping is off")
+            continue
+        if not has_val and "monitor" in conf:
+            conf = OmegaConf.merge(conf, {"monitor": None})  # then best.ckpt = the last epoch
+        callbacks.append(instantiate(conf))
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list[pl.loggers.Logger]:
+    return [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
+
+
+def build_trainer(
+    cfg: DictConfig,
+    dm: DataModule,
+    callbacks: list[pl.Callback],
+    loggers: list[pl.loggers.Logger],
+    **overrides: Any,
+) -> pl.Trainer:
+    """The Trainer, with validation every n optimizer steps expressed in Lightning's batches.
+
+    Each Lightning batch is a chunk of k = gcd(n, steps per epoch) optimizer steps, so a
+    validation (every n/k chunks) and an epoch's end (every steps/k chunks) both fall on
+    chunk boundaries and n stays exact.
+    """
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in REGLAB_TRAINER_KEYS:
+        kwargs.pop(key, None)
+    n = validation_schedule(dm.steps_per_epoch, cfg.trainer.val_check_interval)
+    dm.steps_per_chunk = math.gcd(n, dm.steps_per_epoch)
+    kwargs.update(
+        callbacks=callbacks,
+        logger=loggers or False,
+        val_check_interval=n // dm.steps_per_chunk,
+        check_val_every_n_epoch=None,
+        limit_val_batches=kwargs.get("limit_val_batches") if dm.has("val") else 0,
+        num_sanity_val_steps=0,
+        plugins=[CheckpointWriter(cfg.trainer.get("checkpoint_min_interval") or 0.0)],
+        # what the callbacks group lists is what runs: no default checkpointer or bar added
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+    )
+    kwargs.update(overrides)
+    return instantiate(kwargs)
+
+
+def build(cfg: DictConfig) -> Run:
+    """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
+    validate(cfg)
+    quiet_libraries()
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm: DataModule = instantiate(cfg.data).prepare()
+    module = build_module(cfg, dm)
+    trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
+    return Run(cfg, dm, module, trainer, run_dir)
