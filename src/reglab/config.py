@@ -62,6 +62,12 @@ RULES: Sequence[Rule] = (
     ),
     ("model.activation", lambda v: v in ACTIVATIONS, " | ".join(ACTIVATIONS)),
     ("protocol.max_extra_steps", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("model.dropout.input", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    ("model.dropout.hidden", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    ("inference.samples", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("inference.mean", lambda v: v in ("arithmetic", "geometric"), "arithmetic or geometric"),
+    ("ensemble.members", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("ensemble.vote", lambda v: v in ("soft", "hard"), "soft or hard"),
 )
 
 
@@ -88,6 +94,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             "callbacks.early_stopping=null: Algorithms 7.2 and 7.3 start with 7.1"
             " (allowed: an early_stopping callback, or protocol=early_stopping)"
+        )
+    dropout = OmegaConf.select(cfg, "model.dropout", default=None) or {}
+    if cfg.get("inference") and not any(dropout.values()):
+        raise ConfigError(
+            "inference=mc needs dropout to sample: model.dropout.input and model.dropout.hidden"
+            " are 0 (allowed: inference=weight_scaling, or a dropout rate in (0, 1))"
         )
     val, test = cfg.data.val_fraction, cfg.data.test_fraction
     if val + test >= 1:

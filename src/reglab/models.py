@@ -6,7 +6,7 @@ chapter's closed forms (ridge, lasso, logistic regression) are stated for.
 """
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -22,7 +22,13 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class MLP(nn.Sequential):
-    """in_features → hidden_sizes[0] → … → out_features, `activation` between affine layers."""
+    """in_features → hidden_sizes[0] → … → out_features, `activation` between affine layers.
+
+    Dropout (Srivastava et al.; the lecture's "ensemble of sub-networks formed by removing
+    non-output units") masks input units with probability `dropout.input` and every hidden
+    unit with `dropout.hidden`, never the outputs. Masks are inverted (kept units scaled by
+    1/(1 − p) in training), so evaluation mode is the weight-scaling inference rule.
+    """
 
     def __init__(
         self,
@@ -30,21 +36,41 @@ class MLP(nn.Sequential):
         out_features: int,
         hidden_sizes: Sequence[int] = (256, 256),
         activation: str = "relu",
+        dropout: Mapping[str, float] | None = None,
     ) -> None:
+        rates = {"input": 0.0, "hidden": 0.0, **(dropout or {})}
         sizes = [in_features, *hidden_sizes, out_features]
         layers: list[nn.Module] = []
+        if rates["input"]:
+            layers.append(nn.Dropout(rates["input"]))
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             if i > 0:
                 layers.append(ACTIVATIONS[activation]())
+                if rates["hidden"]:
+                    layers.append(nn.Dropout(rates["hidden"]))
             layers.append(nn.Linear(fan_in, fan_out))
         super().__init__(*layers)
+        self.activation = activation
+        self.dropout_rates = rates
 
 
 class Linear(nn.Linear):
-    """ŷ = Wx + b: linear/logistic regression, depending on the loss."""
+    """ŷ = Wx + b: linear/logistic regression, depending on the loss (`dropout.input` masks
+    input units; there are no hidden ones)."""
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, dropout: Mapping[str, float] | None = None
+    ) -> None:
         super().__init__(in_features, out_features)
+        self.input_dropout = nn.Dropout((dropout or {}).get("input", 0.0))
+        self.dropout_rates = {"input": self.input_dropout.p, "hidden": 0.0}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.input_dropout(x) if self.input_dropout.p else x)
+
+
+def has_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
 
 
 def penalized_parameters(model: nn.Module, include_bias: bool = False) -> list[torch.Tensor]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 
+from reglab.dropout import MonteCarlo, predictive_entropy, weight_scaling
 from reglab.models import penalized_parameters
 from reglab.regularizers import Regularizer
 
@@ -52,6 +53,7 @@ class RegLabModule(pl.LightningModule):
         batch_size: int = 64,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
+        inference: MonteCarlo | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -60,6 +62,8 @@ class RegLabModule(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.batch_size = batch_size
         self.clip_val, self.clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+        self.inference = inference  # test-time rule: None = weight scaling, or Monte Carlo
+        self._mc_sums: dict[str, Tensor] = {}  # test metric as a function of T (Monte Carlo)
         self.weights = penalized_parameters(net, regularizer.include_bias)
         self.step_offset = 0  # steps of earlier protocol phases: one timeline across them
         self.carried_optimizer_state: dict | None = None  # from an earlier phase (7.3)
@@ -173,11 +177,11 @@ class RegLabModule(pl.LightningModule):
         """J and the metric on (x, y) in one pass, in eval mode (for protocols, not logging)."""
         was_training = self.net.training
         self.net.eval()
-        output = self.net(x)
+        prediction = self.predict(x)
         self.net.train(was_training)
         return {
-            "loss": self.loss_fn(output, y).item(),
-            self.metric_name: self._batch_metric(output, y).item(),
+            "loss": self.eval_loss(prediction, y).item(),
+            self.metric_name: self._batch_metric(prediction, y).item(),
         }
 
     def on_train_epoch_end(self) -> None:
@@ -188,11 +192,43 @@ class RegLabModule(pl.LightningModule):
     def _prediction(self, output: Tensor) -> Tensor:
         return output.argmax(-1) if self.task == "classification" else output
 
+    def predict(self, x: Tensor, split: str = "val") -> Tensor:
+        """Log-probabilities (classification) or values (regression) for x.
+
+        Validation uses weight scaling (cheap, every n steps); the test uses the configured
+        inference rule (`inference=mc`: Monte Carlo over sampled dropout masks).
+        """
+        if split == "test" and self.inference is not None:
+            outputs = self.inference.sample(self.net, x)
+            self._accumulate_mc(outputs, x, split)
+            return self.inference.combine(outputs, self.task)
+        return weight_scaling(self.net, x, self.task)
+
+    def eval_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.nll_loss(prediction, y)
+        return F.mse_loss(prediction, y)
+
+    def _accumulate_mc(self, outputs: Tensor, x: Tensor, split: str) -> None:
+        """Sums for the test metric with the first T masks, T = 1, 2, 5, …, and the entropy."""
+        y = self._current_targets
+        for t in self.inference.curve(outputs, self.task):
+            prediction = self.inference.combine(outputs[..., :t, :, :], self.task)
+            value = self._batch_metric(prediction, y) * len(x)
+            key = f"{split}/{self.metric_name}_mc_T{t}"
+            self._mc_sums[key] = self._mc_sums.get(key, 0) + value
+        if self.task == "classification":
+            entropy = predictive_entropy(self.inference.combine(outputs, self.task)).sum()
+            key = f"{split}/predictive_entropy"
+            self._mc_sums[key] = self._mc_sums.get(key, 0) + entropy
+        self._mc_sums["_count"] = self._mc_sums.get("_count", 0) + len(x)
+
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
-        output = self.net(x)
-        self.metrics[f"{split}_metric"].update(self._prediction(output), y)
-        self.metrics[f"{split}_loss"].update(self.loss_fn(output, y), weight=len(x))
+        self._current_targets = y
+        prediction = self.predict(x, split)
+        self.metrics[f"{split}_metric"].update(self._prediction(prediction), y)
+        self.metrics[f"{split}_loss"].update(self.eval_loss(prediction, y), weight=len(x))
 
     def _compute(self, split: str) -> dict[str, Tensor]:
         """The split's loss and metric over all its batches; resets them for the next pass."""
@@ -221,7 +257,10 @@ class RegLabModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         # at the optimizer step the run ended on, like every other scalar (Lightning's own
         # logging would put them at its count of chunks); train.py reads callback_metrics
-        self.publish(self._compute("test"))
+        count = self._mc_sums.pop("_count", None)
+        mc = {k: v / count for k, v in self._mc_sums.items()} if count else {}
+        self._mc_sums = {}
+        self.publish({**self._compute("test"), **mc})
 
     @torch.no_grad()
     def weight_stats(self) -> dict[str, float]:

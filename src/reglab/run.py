@@ -81,6 +81,7 @@ def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
         batch_size=dm.batch_size,
         gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
         gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm",
+        inference=instantiate(cfg.inference) if cfg.get("inference") else None,
     )
 
 

@@ -1,0 +1,81 @@
+"""Inference rules for a network trained with dropout (Goodfellow et al., §7.12).
+
+Dropout trains "the ensemble consisting of all sub-networks that can be formed by removing
+non-output units"; each mask μ defines a model p(y | x, μ), and the ensemble predicts
+
+    Σ_μ p(μ) p(y | x, μ)                                     (the slide; eq. 7.54)
+
+which has exponentially many terms. Two ways to evaluate it:
+
+    weight scaling   one pass with all units on and weights scaled by the keep probability
+                     (inverted dropout does the scaling while training, so eval mode is it)
+    Monte Carlo      average p(y | x, μ) over T sampled masks; `mean=geometric` takes the
+                     renormalized geometric mean instead (eq. 7.56–7.57)
+
+Both return log-probabilities for classification and values for regression, so the loss is
+`nll_loss` (= cross-entropy for weight scaling) or the MSE either way.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def _predictive(outputs: Tensor, task: str) -> Tensor:
+    return outputs.log_softmax(-1) if task == "classification" else outputs
+
+
+def weight_scaling(net: nn.Module, x: Tensor, task: str) -> Tensor:
+    """The network in eval mode: every unit on (inverted dropout already scaled the weights)."""
+    return _predictive(net(x), task)
+
+
+class MonteCarlo:
+    """Average the predictions of `samples` sampled dropout masks (all in one forward pass)."""
+
+    def __init__(self, samples: int = 100, mean: str = "arithmetic") -> None:
+        self.samples, self.mean = samples, mean
+
+    @torch.no_grad()
+    def sample(self, net: nn.Module, x: Tensor, samples: int | None = None) -> Tensor:
+        """Outputs under T independent masks, shape (…, T, batch, outputs).
+
+        The batch is repeated T times and sent through once, so the T masks are drawn
+        together (different per row) instead of in a Python loop of T passes.
+        """
+        t = samples or self.samples
+        dropouts = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+        modes = [m.training for m in dropouts]
+        for m in dropouts:
+            m.train()  # masks on; everything else stays as it is
+        try:
+            out = net(x.repeat(t, *([1] * (x.dim() - 1))))
+        finally:
+            for m, mode in zip(dropouts, modes, strict=True):
+                m.train(mode)
+        return out.unflatten(-2, (t, len(x)))
+
+    def combine(self, outputs: Tensor, task: str) -> Tensor:
+        """Reduce the mask axis (-3) to one prediction per example."""
+        if task != "classification":
+            return outputs.mean(-3)
+        log_p = outputs.log_softmax(-1)
+        if self.mean == "geometric":
+            return log_p.mean(-3).log_softmax(-1)  # renormalized geometric mean
+        return torch.logsumexp(log_p, dim=-3) - math.log(outputs.shape[-3])
+
+    def __call__(self, net: nn.Module, x: Tensor, task: str) -> Tensor:
+        return self.combine(self.sample(net, x), task)
+
+    def curve(self, outputs: Tensor, task: str, steps: Sequence[int] | None = None) -> list[int]:
+        """The numbers of masks T at which to report the metric: 1, 2, 5, 10, … ≤ samples."""
+        t = outputs.shape[-3]
+        grid = steps or [m * 10**e for e in range(6) for m in (1, 2, 5)]
+        return sorted({s for s in grid if s <= t} | {t})
+
+
+def predictive_entropy(log_p: Tensor) -> Tensor:
+    """H[p(y | x)] = −Σ_y p log p per example: how unsure the averaged prediction is."""
+    return -(log_p.exp() * log_p).sum(-1)
