@@ -95,6 +95,11 @@ def validate(cfg: DictConfig) -> None:
             "callbacks.early_stopping=null: Algorithms 7.2 and 7.3 start with 7.1"
             " (allowed: an early_stopping callback, or protocol=early_stopping)"
         )
+    if OmegaConf.select(cfg, "ensemble.members") and not protocol.endswith("EarlyStopping71"):
+        raise ConfigError(
+            f"ensemble=bagging runs with Algorithm 7.1 only, not {protocol.rsplit('.', 1)[-1]}"
+            " (allowed: protocol=early_stopping)"
+        )
     dropout = OmegaConf.select(cfg, "model.dropout", default=None) or {}
     if cfg.get("inference") and not any(dropout.values()):
         raise ConfigError(

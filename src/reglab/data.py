@@ -55,6 +55,14 @@ def make_synthetic(
     )
 
 
+def bootstrap_index(n: int, seed: int, member: int) -> Tensor:
+    """Rows of bootstrap resample `member`: n draws with replacement from range(n), by a
+    generator seeded with (seed, member), so every member has its own resample and the same
+    one in every run (and in `data.bootstrap=member` runs)."""
+    rng = np.random.default_rng([seed, member])
+    return torch.from_numpy(rng.integers(0, n, size=n))
+
+
 class ChunkLoader:
     """Iterates over (x, y) blocks of `steps_per_chunk` minibatches of `batch_size` rows.
 
@@ -102,6 +110,28 @@ class ChunkLoader:
         self.generator.set_state(state["generator"])
 
 
+class BootstrapLoader(ChunkLoader):
+    """Bagging in one pass: member i draws its minibatches from its own resample index[i].
+
+    Blocks are (k, rows, …): row r of member i is x[index[i, perm[r]]], with the epoch's
+    permutation perm drawn as ChunkLoader draws it, so member i sees exactly the batches of
+    a separate run on resample i (`data.bootstrap=i`).
+    """
+
+    def __init__(self, *args: Any, index: Tensor, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.index = index  # (members, n)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = self.index.shape[1]
+        perm = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        rows = self.index[:, perm]
+        x, y = self.x[rows], self.y[rows]
+        step = self.batch_size * self.steps_per_chunk
+        for start in range(0, n, step):
+            yield x[:, start : start + step], y[:, start : start + step]
+
+
 class DataModule(pl.LightningDataModule):
     """A data set loaded by `source` (any callable returning X, y), split and standardized.
 
@@ -132,6 +162,7 @@ class DataModule(pl.LightningDataModule):
         self.bootstrap = bootstrap
         self.oob_index: Tensor | None = None  # training rows left out of the bootstrap sample
         self.train_on_val = False  # Algorithms 7.2/7.3, phase 2: train on train + val
+        self.members: int | None = None  # vectorized bagging: one resample per member
         self.steps_per_chunk = 1
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._train_loader: ChunkLoader | None = None
@@ -154,14 +185,10 @@ class DataModule(pl.LightningDataModule):
         return self
 
     def _resample(self) -> None:
-        """Bagging's data set i: n rows drawn with replacement from the n training rows.
-
-        Drawn by a generator seeded with (seed, bootstrap), so each member index gets its
-        own resample, the same in every run; the rows never drawn are the out-of-bag set.
-        """
+        """Bagging's data set i: n rows drawn with replacement from the n training rows;
+        the rows never drawn are the out-of-bag set."""
         x, y = self.splits["train"]
-        rng = np.random.default_rng([self.seed, self.bootstrap])
-        index = torch.from_numpy(rng.integers(0, len(x), size=len(x)))
+        index = bootstrap_index(len(x), self.seed, self.bootstrap)
         drawn = torch.zeros(len(x), dtype=torch.bool)
         drawn[index] = True
         self.oob_index = torch.nonzero(~drawn).squeeze(1)
@@ -232,9 +259,16 @@ class DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> ChunkLoader:
         if self._train_loader is None:
             x, y = self.training_tensors()
-            self._train_loader = ChunkLoader(
-                x, y, self.batch_size, self.steps_per_chunk, shuffle=True, seed=self.seed
-            )
+            args = (x, y, self.batch_size, self.steps_per_chunk)
+            if self.members:
+                index = torch.stack(
+                    [bootstrap_index(len(x), self.seed, i) for i in range(self.members)]
+                )
+                self._train_loader = BootstrapLoader(
+                    *args, shuffle=True, seed=self.seed, index=index
+                )
+            else:
+                self._train_loader = ChunkLoader(*args, shuffle=True, seed=self.seed)
         return self._train_loader
 
     def _eval_loader(self, split: str) -> ChunkLoader | list:

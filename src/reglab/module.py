@@ -97,17 +97,31 @@ class RegLabModule(pl.LightningModule):
             self.optimizers().optimizer.load_state_dict(self.carried_optimizer_state)
             self.carried_optimizer_state = None
 
+    # the batch axis of training blocks and the number of models summed in the loss
+    # (an ensemble trains k models on (k, batch, …) blocks: see bagging.py)
+    batch_dim, models = 0, 1
+
+    def step_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """The loss one optimizer step minimizes: J on the minibatch (for k models, the sum
+        of their J, so each gets the gradient of its own)."""
+        return self.loss_fn(output.flatten(0, self.batch_dim), y.flatten(0, self.batch_dim)) * (
+            self.models
+        )
+
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
         opt = self.optimizers()
         scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
         max_steps = self.trainer.max_steps
         x, y = chunk
+        dim = self.batch_dim
         losses, preds = [], []
-        for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
+        for xb, yb in zip(
+            x.split(self.batch_size, dim), y.split(self.batch_size, dim), strict=True
+        ):
             if 0 <= max_steps <= self.trainer.global_step:
                 break
             output = self.net(xb)
-            loss = self.loss_fn(output, yb)
+            loss = self.step_loss(output, yb)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             self.regularizer.add_grad_(self.weights)
@@ -119,15 +133,16 @@ class RegLabModule(pl.LightningModule):
             self.regularizer.after_step_(self.weights, lr)
             if scheduler is not None:
                 scheduler.step()
-            losses.append(loss.detach())
+            losses.append(loss.detach() / self.models)
             preds.append(output.detach())
         if losses:
-            self._log_chunk(torch.stack(losses), torch.cat(preds), y[: sum(map(len, preds))])
+            output = torch.cat(preds, dim)
+            self._log_chunk(torch.stack(losses), output, y.narrow(dim, 0, output.shape[dim]))
 
     def _log_chunk(self, losses: Tensor, output: Tensor, y: Tensor) -> None:
         data_loss = losses.mean()
-        with torch.no_grad():
-            penalty = self.regularizer.penalty(self.weights)
+        with torch.no_grad():  # per model: an ensemble's penalty is the sum over its members
+            penalty = self.regularizer.penalty(self.weights) / self.models
         objective = data_loss + penalty
         if not torch.isfinite(objective):
             raise NonFiniteLossError(
@@ -260,7 +275,12 @@ class RegLabModule(pl.LightningModule):
         count = self._mc_sums.pop("_count", None)
         mc = {k: v / count for k, v in self._mc_sums.items()} if count else {}
         self._mc_sums = {}
-        self.publish({**self._compute("test"), **mc})
+        self.publish_test({**self._compute("test"), **mc})
+
+    def publish_test(self, values: dict[str, Tensor]) -> None:
+        """Publish test-time results and keep them for the run's summary (metrics.json)."""
+        self.publish(values)
+        self.test_results = {**getattr(self, "test_results", {}), **values}
 
     @torch.no_grad()
     def weight_stats(self) -> dict[str, float]:

@@ -21,7 +21,10 @@ def _shown(trainer: pl.Trainer) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in sorted(trainer.callback_metrics.items())
-        if k.split("/")[0] in ("train", "val") and k != "train/data_loss" and v.numel() == 1
+        if k.split("/")[0] in ("train", "val")
+        and k != "train/data_loss"
+        and not (k.split("/")[1].startswith("member_") and not k.endswith("_mean"))
+        and v.numel() == 1
     }
 
 

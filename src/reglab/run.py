@@ -149,6 +149,13 @@ def build(cfg: DictConfig) -> Run:
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: DataModule = instantiate(cfg.data).prepare()
-    module = build_module(cfg, dm)
+    if (cfg.get("ensemble") or {}).get("members"):
+        from reglab.bagging import build_bagging_module  # bagging builds on this module
+
+        module = build_bagging_module(cfg, dm)
+        if cfg.ensemble.vectorized:
+            dm.members = cfg.ensemble.members  # each member its own resample, in one pass
+    else:
+        module = build_module(cfg, dm)
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
     return Run(cfg, dm, module, trainer, run_dir)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from reglab import learning_curve
+from reglab.bagging import SequentialBagging
 from reglab.config import CONFIG_DIR, ConfigError
 from reglab.module import NonFiniteLossError
 from reglab.protocols import EarlyStopping71, Outcome
@@ -38,9 +39,9 @@ def test(outcome: Outcome, run: Run) -> dict[str, float]:
     """Test metrics of the parameters the protocol ended with (θ* under Algorithm 7.1)."""
     if not run.dm.has("test"):
         return {}
+    outcome.module.test_results = {}
     outcome.trainer.test(outcome.module, datamodule=run.dm, verbose=False)
-    metrics = outcome.trainer.callback_metrics
-    return {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
+    return {k: float(v) for k, v in outcome.module.test_results.items()}
 
 
 def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path) -> None:
@@ -61,6 +62,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run described by `cfg`; return its final metrics (also in metrics.json)."""
     run = build(cfg)
     protocol = instantiate(cfg.protocol) if cfg.get("protocol") else EarlyStopping71()
+    if (cfg.get("ensemble") or {}).get("members") and not cfg.ensemble.vectorized:
+        protocol = SequentialBagging()
     start = time.perf_counter()
     trainer: pl.Trainer = run.trainer
     try:

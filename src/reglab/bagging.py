@@ -1,0 +1,224 @@
+"""Bagging (bootstrap aggregating, Goodfellow et al. §7.11).
+
+"Train several different models separately, then have all of the models vote on the output
+for test examples." Member i trains on its own bootstrap resample of the training split
+(n rows drawn with replacement: `data.bootstrap_index`). With errors εᵢ of variance v and
+covariance c, the ensemble's expected squared error is
+
+    E[(1/k Σᵢ εᵢ)²] = v/k + (k − 1)c/k                                         (eq. 7.50)
+
+so the ensemble gains exactly as much as its members' errors are uncorrelated.
+
+Two ways to train the k members, with the same initial values and the same batches:
+    vectorized (default)  one BaggingModule over a StackedMLP: all members step together,
+                          each on its own minibatch, in one pass (batched matmuls)
+    sequential            `ensemble.vectorized=false`: k ordinary runs one after another,
+                          then stacked for evaluation (the reference path)
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from reglab.data import DataModule, bootstrap_index
+from reglab.models import StackedMLP, penalized_parameters
+from reglab.module import RegLabModule
+from reglab.protocols import EarlyStopping71, Outcome
+from reglab.run import Run, build_callbacks, build_module, build_trainer
+
+
+def vote(predictions: Tensor, task: str, rule: str = "soft") -> Tensor:
+    """Combine member predictions (k, batch, …) into the ensemble's.
+
+    soft: the mean of the members' probabilities (log-probabilities in, log-probabilities
+    out), or of their values for regression; hard: the class most members predict (ties go
+    to the lowest class index), as a one-hot log-probability.
+    """
+    k = predictions.shape[0]
+    if task != "classification":
+        return predictions.mean(0)
+    if rule == "soft":
+        return torch.logsumexp(predictions, dim=0) - torch.log(torch.tensor(float(k)))
+    classes = predictions.shape[-1]
+    counts = F.one_hot(predictions.argmax(-1), classes).sum(0)  # (batch, classes)
+    winner = counts.argmax(-1)  # argmax returns the first maximum: the lowest class
+    return F.one_hot(winner, classes).float().log()
+
+
+class BaggingModule(RegLabModule):
+    """k members in one module: `net` is a StackedMLP, training blocks are (k, batch, …).
+
+    Validation and test score the ensemble (its soft-vote loss is what early stopping
+    monitors) and every member; the test adds the eq. 7.50 diagnostics and out-of-bag error.
+    """
+
+    batch_dim = 1
+
+    def __init__(self, *args: Any, vote: str = "soft", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.models = self.net.members
+        self.vote = vote
+        self.oob: tuple[Tensor, Tensor, Tensor] | None = None  # x, y, (k, n) out-of-bag mask
+        self._sums: dict[str, Tensor] = {}
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _add(self, key: str, value: Tensor) -> None:
+        self._sums[key] = self._sums.get(key, 0) + value
+
+    def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
+        x, y = batch
+        self._current_targets = y
+        members = self.predict(x, split)  # (k, batch, …)
+        ensemble = vote(members, self.task, self.vote)
+        soft = vote(members, self.task, "soft")
+        self.metrics[f"{split}_metric"].update(self._prediction(ensemble), y)
+        self.metrics[f"{split}_loss"].update(self.eval_loss(soft, y), weight=len(x))
+        target = y.expand(self.models, *y.shape)
+        flat = members.flatten(0, 1), target.flatten(0, 1)
+        per_member = self._unreduced_loss(*flat).view(self.models, -1).sum(1)
+        self._add(f"{split}/member_loss", per_member)
+        self._add(f"{split}/member_{self.metric_name}", self._member_metric(members, y) * len(x))
+        self._add(f"{split}/count", torch.tensor(float(len(x))))
+        if split == "test":
+            self._add_error_moments(members, y)
+
+    def _unreduced_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.nll_loss(prediction, y, reduction="none")
+        return F.mse_loss(prediction, y, reduction="none").flatten(1).mean(1)
+
+    def _member_metric(self, members: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return (members.argmax(-1) == y).float().mean(1)
+        return (members - y).square().flatten(1).mean(1)
+
+    def _add_error_moments(self, members: Tensor, y: Tensor) -> None:
+        """Sums for v = E[εᵢ²], c = E[εᵢεⱼ] (i ≠ j) and the ensemble's E[(Σεᵢ/k)²].
+
+        εᵢ is member i's error: prediction − y for regression, the probability vector minus
+        the one-hot label for classification (its squared norm is the Brier score).
+        """
+        if self.task == "classification":
+            errors = members.exp() - F.one_hot(y, members.shape[-1]).float()
+        else:
+            errors = members - y
+        errors = errors.flatten(2)  # (k, batch, dims)
+        self._add("sq_each", errors.square().sum())  # Σᵢ Σ_b ‖εᵢ‖²
+        self._add("sq_sum", errors.sum(0).square().sum())  # Σ_b ‖Σᵢ εᵢ‖²
+
+    def _member_values(self, split: str) -> dict[str, Tensor]:
+        count = self._sums.pop(f"{split}/count")
+        values = {}
+        for name in ("loss", self.metric_name):
+            per_member = self._sums.pop(f"{split}/member_{name}") / count
+            values |= {f"{split}/member_{name}_{i}": v for i, v in enumerate(per_member)}
+            values[f"{split}/member_{name}_mean"] = per_member.mean()
+        if split == "test":
+            k, n = self.models, count
+            sq_each, sq_sum = self._sums.pop("sq_each"), self._sums.pop("sq_sum")
+            v = sq_each / (k * n)
+            c = (sq_sum - sq_each) / (k * (k - 1) * n) if k > 1 else torch.zeros(())
+            values |= {
+                "ensemble/v": v,
+                "ensemble/c": c,
+                "ensemble/predicted_mse": v / k + (k - 1) * c / k,  # eq. 7.50
+                "ensemble/measured_mse": sq_sum / (k * k * n),  # of the mean error directly
+            }
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.publish(self._member_values("val"))
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.publish_test({**self._member_values("test"), **self.out_of_bag()})
+
+    @torch.no_grad()
+    def out_of_bag(self) -> dict[str, Tensor]:
+        """Each training row predicted by the members that never saw it (soft vote)."""
+        if self.oob is None:
+            return {}
+        x, y, mask = (t.to(self.device) for t in self.oob)
+        was_training = self.net.training
+        self.net.eval()
+        members = self.predict(x)  # (k, n, …)
+        self.net.train(was_training)
+        covered = mask.any(0)
+        weights = mask.float() / mask.sum(0).clamp(min=1)  # average over out-of-bag members
+        if self.task == "classification":
+            probs = torch.einsum("kn,knc->nc", weights, members.exp())[covered]
+            metric = (probs.argmax(-1) == y[covered]).float().mean()
+        else:
+            mean = torch.einsum("kn,kn...->n...", weights, members)[covered]
+            metric = (mean - y[covered]).square().mean()
+        return {f"oob/{self.metric_name}": metric, "oob/coverage": covered.float().mean()}
+
+
+def out_of_bag_mask(dm: DataModule, members: int) -> Tensor:
+    """(k, n): True where training row j is not in member i's resample."""
+    n = dm.n_train
+    mask = torch.ones(members, n, dtype=torch.bool)
+    for i in range(members):
+        mask[i, bootstrap_index(n, dm.seed, i)] = False
+    return mask
+
+
+def build_bagging_module(
+    cfg: DictConfig, dm: DataModule, members: list[nn.Module] | None = None
+) -> BaggingModule:
+    """A BaggingModule over k freshly initialized members (drawn one after another)."""
+    k = cfg.ensemble.members
+    nets = members or [build_module(cfg, dm).net for _ in range(k)]
+    base = build_module(cfg, dm)  # optimizer, regularizer, inference… as configured
+    module = BaggingModule(
+        net=StackedMLP(nets),
+        regularizer=base.regularizer,
+        optimizer=base.optimizer_factory,
+        task=dm.task,
+        n_outputs=dm.n_outputs,
+        scheduler=base.scheduler_factory,
+        scheduler_interval=base.scheduler_interval,
+        batch_size=dm.batch_size,
+        gradient_clip_val=base.clip_val,
+        gradient_clip_algorithm=base.clip_algorithm,
+        inference=base.inference,
+        vote=cfg.ensemble.vote,
+    )
+    x, y = dm.splits["train"]
+    module.oob = (x, y, out_of_bag_mask(dm, k))
+    return module
+
+
+class SequentialBagging(EarlyStopping71):
+    """The reference path: train member i as an ordinary run on resample i, one after
+    another, then stack the trained members and evaluate them as the ensemble."""
+
+    def run(self, run: Run) -> Outcome:
+        cfg, k = run.cfg, run.cfg.ensemble.members
+        ensemble: BaggingModule = run.module  # initial members, as the vectorized path has
+        trained, stops = [], []
+        for i in range(k):
+            dm = instantiate(cfg.data, bootstrap=i).prepare()
+            module = build_module(cfg, dm)
+            module.net = ensemble.net.member(i)  # the vectorized path's member i, as it started
+            module.weights = penalized_parameters(module.net, module.regularizer.include_bias)
+            trainer = build_trainer(
+                cfg,
+                dm,
+                build_callbacks(cfg, dm.has("val"), skip=("model_checkpoint",)),
+                run.trainer.loggers if i == 0 else [],
+            )
+            trainer.fit(module, datamodule=dm)
+            trained.append(module.net)
+            stops.append(trainer.global_step)
+        final = build_bagging_module(cfg, run.dm, members=trained)
+        final.history = []
+        tester = build_trainer(cfg, run.dm, [], run.trainer.loggers)
+        tester.validate(final, datamodule=run.dm, verbose=False)
+        metrics = {"stopped_step": max(stops), "ensemble/member_steps_total": sum(stops)}
+        return Outcome(final, tester, metrics, [(0, "bagging (sequential)")])
