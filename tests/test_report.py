@@ -1,0 +1,593 @@
+"""The sweep report (`reglab.report`): report.md and report.png in a sweep directory.
+
+Most tests build sweep directories by hand (`<job>/.hydra/overrides.yaml`, metrics.json,
+run.json, train.log), so every number the table shows is checked against one computed here
+with `statistics.mean` and `statistics.stdev` (the sample std, n − 1, as the report says).
+The slow tests run `python -m reglab.report` and real `train.py -m` sweeps with the Hydra
+callback, as a user would.
+"""
+
+import json
+import os
+import re
+import statistics
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+from reglab import report
+
+REGULARIZERS = ("none", "l1")  # in the order typed: the report keeps it
+ALPHAS = ("0.01", "0.001", "0.0001")  # typed in descending order: the report sorts numbers
+SEEDS = (0, 1, 2)
+CALLBACK = "++hydra.callbacks.report._target_=reglab.report.SweepReport"  # + or replace
+
+
+# -- building sweeps by hand -----------------------------------------------------------------------
+def write_job(
+    sweep: Path,
+    num: int,
+    overrides: list[str],
+    metrics: dict | None = None,
+    run: dict | None = None,
+    log: str | None = None,
+) -> Path:
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    if run is not None:
+        (job / "run.json").write_text(json.dumps(run))
+    if log is not None:
+        (job / "train.log").write_text(log)
+    return job
+
+
+def fake_metrics(value: float, seed: int, key: str = "test/acc") -> dict:
+    return {
+        key: value,
+        "test/loss": 1.5 - value,
+        "val/best": 1.4 - value,
+        "best_step": 100 + 17 * seed,
+        "stopped_step": 300,
+        "weights/l1_norm": 10.0,
+        "weights/l2_norm": 3.0,
+        "weights/sparsity": 0.05 * seed,
+    }
+
+
+def fake_acc(regularizer: str, alpha: str, seed: int) -> float:
+    """A made-up accuracy: l1 best at α = 1e-3, seeds scattered irregularly."""
+    peak = {"none": 0.90, "l1": 0.95}[regularizer] - (0.04 if alpha == "0.01" else 0.0)
+    bump = 0.03 if (regularizer, alpha) == ("l1", "0.001") else 0.0
+    return peak + bump + (0.0123, -0.0071, 0.0035)[seed] * (1 + ALPHAS.index(alpha))
+
+
+def run_seconds(num: int) -> float:
+    return 1.0 + 0.25 * (num % 4)
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    """regularizer=none,l1 regularizer.alpha=0.01,0.001,0.0001 seed=0,1,2 debug=fast."""
+    sweep = tmp_path / "2026-01-02" / "03-04-05"
+    num = 0
+    for reg in REGULARIZERS:
+        for alpha in ALPHAS:
+            for seed in SEEDS:
+                overrides = [f"regularizer={reg}", f"regularizer.alpha={alpha}", f"seed={seed}"]
+                metrics = fake_metrics(fake_acc(reg, alpha, seed), seed)
+                run = {"status": "completed", "seconds": run_seconds(num), "fit_seconds": 0.5}
+                write_job(sweep, num, [*overrides, "debug=fast"], metrics, run)
+                num += 1
+    return sweep
+
+
+# -- reading report.md back ------------------------------------------------------------------------
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def table(markdown: str) -> list[dict[str, str]]:
+    """The rows of the report's table as column → cell (bold kept)."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    head, rule, *rows = lines
+    assert all(re.fullmatch(r":?-{3,}:?", c) for c in cells(rule)), rule
+    assert all(len(cells(r)) == len(cells(head)) for r in rows)
+    return [dict(zip(cells(head), cells(row), strict=True)) for row in rows]
+
+
+def unbold(text: str) -> str:
+    return text.removeprefix("**").removesuffix("**")
+
+
+def parse_mean_std(cell: str) -> tuple[float, float]:
+    mean, std = unbold(cell).split(" ± ")
+    return float(mean), float(std)
+
+
+def make(sweep: Path, errors: dict | None = None) -> tuple[str, list[dict[str, str]]]:
+    md = report.write_report(sweep, errors).read_text()
+    return md, table(md)
+
+
+METRIC = "test/acc (mean ± std)"
+
+
+# -- the table -------------------------------------------------------------------------------------
+def test_one_row_per_configuration_sorted_by_the_swept_keys(grid):
+    md, rows = make(grid)
+    assert list(rows[0]) == [
+        "regularizer",
+        "regularizer.alpha",
+        METRIC,
+        "best step",
+        "sparsity",
+        "time / run",
+        "runs",
+    ]  # seed is what the statistics are over; debug=fast is the same in every job
+    keys = [(unbold(r["regularizer"]), unbold(r["regularizer.alpha"])) for r in rows]
+    assert keys == [(reg, a) for reg in REGULARIZERS for a in sorted(ALPHAS, key=float)]
+    assert all(unbold(r["runs"]) == "3" for r in rows)
+    assert "- **fixed:** `debug=fast`" in md
+
+
+def test_mean_and_sample_std_over_seeds(grid):
+    _, rows = make(grid)
+    for row in rows:
+        reg, alpha = unbold(row["regularizer"]), unbold(row["regularizer.alpha"])
+        accs = [fake_acc(reg, alpha, s) for s in SEEDS]
+        assert re.fullmatch(r"0\.\d{4} ± 0\.\d{4}", unbold(row[METRIC])), row[METRIC]
+        mean, std = parse_mean_std(row[METRIC])
+        assert mean == pytest.approx(statistics.mean(accs), abs=5e-5)
+        assert std == pytest.approx(statistics.stdev(accs), abs=5e-5)  # n − 1, not pstdev
+        assert std != pytest.approx(statistics.pstdev(accs), abs=5e-5)
+        steps = [fake_metrics(0, s)["best_step"] for s in SEEDS]
+        assert unbold(row["best step"]) == f"{statistics.mean(steps):.0f}"
+        sparsity = statistics.mean(fake_metrics(0, s)["weights/sparsity"] for s in SEEDS)
+        assert unbold(row["sparsity"]) == f"{100 * sparsity:.3g} %"
+        first = 3 * (len(ALPHAS) * REGULARIZERS.index(reg) + ALPHAS.index(alpha))
+        seconds = statistics.mean(run_seconds(n) for n in range(first, first + 3))
+        assert unbold(row["time / run"]) == f"{seconds:.1f} s"
+
+
+def test_best_configuration_is_bold_and_named_in_the_header(grid):
+    md, rows = make(grid)
+    means = {
+        (r, a): statistics.mean(fake_acc(r, a, s) for s in SEEDS)
+        for r in REGULARIZERS
+        for a in ALPHAS
+    }
+    best = max(means, key=means.get)
+    assert best == ("l1", "0.001")
+    bold = [r for r in rows if r["regularizer"].startswith("**")]
+    assert len(bold) == 1
+    assert all(c.startswith("**") and c.endswith("**") for c in bold[0].values())
+    assert (unbold(bold[0]["regularizer"]), unbold(bold[0]["regularizer.alpha"])) == best
+    assert "- **best:** **regularizer=l1, regularizer.alpha=0.001**" in md
+
+
+def test_header_names_the_sweep_jobs_metric_and_direction(grid):
+    md, _ = make(grid)
+    assert md.startswith("# Sweep report: 2026-01-02/03-04-05\n")
+    assert f"- **sweep:** `{grid}`" in md
+    assert "- **jobs:** 18: 18 finished, 0 failed (6 configurations;" in md
+    assert "`test/acc`, mean ± std over seeds 0, 1, 2 (sample std, n − 1); higher is better" in md
+    assert "![test/acc against the swept keys](report.png)" in md
+    assert "Failed jobs" not in md
+
+
+def test_regression_reports_mse_and_lower_is_better(tmp_path):
+    mse = {("0.1", 0): 30.0, ("0.1", 1): 34.0, ("1", 0): 21.5, ("1", 1): 20.5, ("10", 0): 40.0}
+    for num, ((alpha, seed), value) in enumerate(mse.items()):
+        overrides = ["data=diabetes", f"regularizer.alpha={alpha}", f"seed={seed}"]
+        write_job(tmp_path, num, overrides, fake_metrics(value, seed, "test/mse"), {"seconds": 1})
+    md, rows = make(tmp_path)
+    assert "`test/mse`" in md and "lower is better" in md
+    cells_ = {unbold(r["regularizer.alpha"]): unbold(r["test/mse (mean ± std)"]) for r in rows}
+    assert list(cells_) == ["0.1", "1", "10"]
+    assert (
+        cells_["1"] == f"{statistics.mean([21.5, 20.5]):.2f} ± {statistics.stdev([21.5, 20.5]):.2f}"
+    )
+    assert cells_["10"] == "40.00"  # one seed: no std
+    assert [r["regularizer.alpha"] for r in rows if r["regularizer.alpha"].startswith("**")] == [
+        "**1**"
+    ]
+
+
+def test_without_a_test_split_the_monitored_best_is_reported(tmp_path):
+    for num, (mode, value) in enumerate([("max", 0.7), ("max", 0.9)]):
+        metrics = {k: v for k, v in fake_metrics(0, 0).items() if not k.startswith("test/")}
+        job = write_job(tmp_path, num, [f"optimizer.lr={num + 1}"], {**metrics, "val/best": value})
+        (job / ".hydra" / "config.yaml").write_text(f"monitor: val/acc\nmonitor_mode: {mode}\n")
+    md, rows = make(tmp_path)
+    assert "`val/best`" in md and "higher is better" in md  # monitor_mode: max
+    assert [r["val/best (mean ± std)"] for r in rows] == ["0.7000", "**0.9000**"]
+
+
+def test_failed_jobs_are_listed_with_their_error_and_overrides(grid):
+    base = ["regularizer=l2", "regularizer.alpha=0.001", "debug=fast"]
+    write_job(
+        grid,
+        18,
+        [*base, "seed=0"],
+        fake_metrics(0.5, 0),
+        {"status": "failed", "error": "loss is nan at step 12", "seconds": 2.0},
+    )
+    log = (
+        "\n".join(f"[t][reglab][INFO] line {i}" for i in range(20))
+        + "\nRuntimeError: out of memory\n"
+    )
+    write_job(grid, 19, [*base, "seed=1"], log=log)
+    write_job(grid, 20, [*base, "seed=2"])  # nothing but .hydra: failed before training
+    write_job(grid, 21, ["regularizer=l1", "regularizer.alpha=0.001", "seed=3", "debug=fast"])
+    md, rows = make(grid)
+
+    assert "- **jobs:** 22: 18 finished, 4 failed" in md
+    failed = md[md.index("## Failed jobs (4)") :]
+    assert "- job `18`: `regularizer=l2 regularizer.alpha=0.001 debug=fast seed=0`" in failed
+    assert "loss is nan at step 12" in failed
+    assert "RuntimeError: out of memory" in failed and "line 19" in failed
+    assert "line 0\n" not in failed  # the tail of train.log, not all of it
+    assert "- job `20`:" in failed and "no metrics.json, run.json or log lines" in failed
+    # the failed metrics.json of job 18 is not averaged in
+    l2 = [r for r in rows if r["regularizer"] == "l2"]
+    assert l2 == [
+        {
+            **l2[0],
+            METRIC: "failed",
+            "best step": "—",
+            "sparsity": "—",
+            "time / run": "—",
+            "runs": "0 of 3",
+        }
+    ]
+    l1 = [
+        r
+        for r in rows
+        if unbold(r["regularizer"]) == "l1" and unbold(r["regularizer.alpha"]) == "0.001"
+    ]
+    assert unbold(l1[0]["runs"]) == "3 of 4"
+
+
+def test_errors_from_the_callback_fill_in_for_jobs_that_recorded_none(grid):
+    job = write_job(grid, 18, ["regularizer=l1", "regularizer.alpha=-1", "seed=0", "debug=fast"])
+    md, _ = make(grid, {str(job.resolve()): "ConfigError: regularizer.alpha=-1 is not allowed"})
+    assert "ConfigError: regularizer.alpha=-1 is not allowed" in md
+
+
+# -- formatting ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mean", "std", "text"),
+    [
+        (0.97214, 0.00431, "0.9721 ± 0.0043"),
+        (0.0123, 0.0004, "0.01230 ± 0.00040"),
+        (2891.2, 120.3, "2891 ± 120"),
+        (12.3456, 0.5, "12.35 ± 0.50"),
+        (0.5, None, "0.5000"),
+        (3.2e-5, 1e-6, "3.200e-05 ± 1.0e-06"),
+    ],
+)
+def test_numbers_are_compact(mean, std, text):
+    assert report.fmt_mean_std(mean, std) == text
+
+
+# -- report.png ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("values", "scale"),
+    [
+        ([1e-4, 1e-3, 1e-2], "log"),  # exactly 2 decades
+        ([1e-5, 3e-4], "linear"),  # 1.5 decades
+        ([0.1, 0.2, 0.5, 1.0], "linear"),
+        ([0.0, 1e-4, 1e-2], "symlog"),  # 0 cannot sit on a log axis
+        ([-1.0, 1e-4, 1e-2], "linear"),
+        ([1e-3], "linear"),
+    ],
+)
+def test_log_scale_when_values_span_two_decades(values, scale):
+    assert report.x_scale(values) == scale
+
+
+def test_plot_has_one_line_per_regularizer_on_a_log_axis(grid):
+    fig = report.figure(report.load_sweep(grid))
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlabel() == "regularizer.alpha (log scale)"
+    assert "test accuracy" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [*REGULARIZERS, "best"]
+    assert ax.get_legend().get_title().get_text() == "regularizer"
+    assert [t.get_text() for t in ax.get_xticklabels()] == sorted(ALPHAS, key=float)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_png_is_a_png_of_slide_size(grid):
+    report.write_report(grid)
+    width, height = png_size(grid / "report.png")
+    assert 700 <= width <= 1400 and 300 <= height <= 1200, (width, height)
+
+
+def sweep_of(tmp_path: Path, configs: list[list[str]], seeds=(0, 1)) -> Path:
+    """One job per configuration and seed, with made-up accuracies."""
+    num = 0
+    for i, overrides in enumerate(configs):
+        for seed in seeds:
+            metrics = fake_metrics(0.8 + 0.01 * i + 0.003 * seed, seed)
+            write_job(tmp_path, num, [*overrides, f"seed={seed}"], metrics, {"seconds": 1.5})
+            num += 1
+    return tmp_path
+
+
+ROBUST = {
+    "one job": ([["debug=fast"]], (0,)),
+    "no overrides but the seed": ([[]], (0, 1, 2)),
+    "categorical only": (
+        [
+            [f"regularizer={r}", f"optimizer={o}"]
+            for r in ("none", "l1", "l2")
+            for o in ("adam", "sgd")
+        ],
+        (0, 1),
+    ),
+    "a key with one value": (
+        [[f"regularizer={r}", "regularizer.alpha=0.001"] for r in ("none", "l2")],
+        (0, 1),
+    ),
+    "two numeric keys": (
+        [
+            [f"regularizer.alpha={a}", f"optimizer.lr={lr}"]
+            for a in ("0", "0.001", "0.1")
+            for lr in ("0.01", "0.1")
+        ],
+        (0, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ROBUST))
+def test_any_sweep_shape_gives_a_table_and_a_plot(tmp_path, case):
+    configs, seeds = ROBUST[case]
+    sweep = sweep_of(tmp_path, configs, seeds)
+    md, rows = make(sweep)
+    loaded = report.load_sweep(sweep)
+    assert len(rows) == len(configs)
+    assert [unbold(r["runs"]) for r in rows] == [str(len(seeds))] * len(configs)
+    bold = [r for r in rows if next(iter(r.values())).startswith("**")]
+    assert len(bold) == (1 if len(configs) > 1 else 0)  # the best, if there is a choice
+    width, height = png_size(sweep / "report.png")
+    assert 500 <= width <= 1400 and 200 <= height <= 1400, (width, height)
+    axes = [ax for ax in report.figure(loaded).axes if ax.get_visible()]
+    if case == "two numeric keys":
+        assert [ax.get_xlabel() for ax in axes] == ["regularizer.alpha (log scale)", "optimizer.lr"]
+        assert axes[0].get_xscale() == "symlog"  # 0 and two decades
+    else:  # nothing numeric to plot against: one bar per configuration
+        (ax,) = axes
+        assert len(ax.patches) == len(configs)
+        assert ax.figure.legends and ax.get_title() and ax.get_xlabel()
+    if case == "a key with one value":
+        assert next(iter(rows[0])) == "regularizer" and "regularizer.alpha" not in rows[0]
+        assert "- **fixed:** `regularizer.alpha=0.001`" in md
+    if case in ("one job", "no overrides but the seed"):
+        assert next(iter(rows[0])) == "configuration"
+        assert "1 configuration;" in md and "**best:**" not in md
+
+
+# -- bad input, in-process ------------------------------------------------------------------------
+def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """name → (arguments, words the one error line must hold)."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    write_job(tmp_path / "single", 0, ["seed=0"], fake_metrics(0.9, 0))
+    (tmp_path / "single" / "0").rename(tmp_path / "run")  # a single run: .hydra/ at its top
+    for num in range(2):
+        write_job(
+            tmp_path / "allfailed", num, [f"seed={num}"], run={"status": "failed", "error": "boom"}
+        )
+    return {
+        "missing": ([str(tmp_path / "nope")], ["nope", "no such directory", "sweep directory"]),
+        "file": ([str(tmp_path / "file.txt")], ["file.txt", "not a directory"]),
+        "empty": (
+            [str(tmp_path / "empty")],
+            ["empty", "not a sweep directory", ".hydra/overrides.yaml"],
+        ),
+        "single run": ([str(tmp_path / "run")], ["run", "single run", "0/.hydra"]),
+        "no finished jobs": (
+            [str(tmp_path / "allfailed")],
+            ["allfailed", "no finished jobs", "metrics.json", "boom"],
+        ),
+    }
+
+
+def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, capsys):
+    for name, (args, words) in bad_inputs(tmp_path).items():
+        assert report.main(args) == 1, name
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, (name, err)
+        assert err.startswith("reglab.report: error: "), err
+        for word in words:
+            assert word in err, (name, word, err)
+    assert not list(tmp_path.rglob("report.*"))
+
+
+def test_no_arguments_prints_the_usage(capsys):
+    assert report.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == report.USAGE + "\n"
+    assert err.startswith("usage: python -m reglab.report SWEEP_DIR")
+    assert report.main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith(report.USAGE + "\n")
+
+
+# -- the callback, in-process ---------------------------------------------------------------------
+def test_callback_writes_once_and_prints_the_path(grid, capsys):
+    callback = report.SweepReport()
+    callback.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(grid)}}}))
+    job = write_job(grid, 18, ["regularizer=l1", "regularizer.alpha=-1", "seed=0", "debug=fast"])
+    config = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(job)}}})
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("alpha=-1 is bad"))
+    callback.on_job_end(config, failed)
+    callback.on_job_end(config, JobReturn(status=JobStatus.COMPLETED, _return_value=0.5))
+    callback.on_multirun_end(OmegaConf.create({}))
+    callback._at_exit()  # what atexit would call: the report is written once
+    out = capsys.readouterr().out
+    assert out == f"sweep report: {grid / 'report.md'} (plot: {grid / 'report.png'})\n"
+    assert "ValueError: alpha=-1 is bad" in (grid / "report.md").read_text()
+
+
+def test_callback_never_raises_and_warns_in_one_line(tmp_path, capsys, caplog):
+    callback = report.SweepReport()
+    callback.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    callback.on_multirun_end(OmegaConf.create({}))
+    assert capsys.readouterr().out == ""
+    (warning,) = caplog.records
+    assert warning.levelname == "WARNING" and "\n" not in warning.getMessage()
+    assert str(tmp_path) in warning.getMessage()
+
+
+# -- as a user runs it (subprocesses) --------------------------------------------------------------
+def run_report(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    return subprocess.run(
+        [sys.executable, "-m", "reglab.report", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, list[str]]]:
+    base = tmp_path_factory.mktemp("report_cli")
+    cases = {
+        k: v
+        for k, v in bad_inputs(base).items()
+        if k in ("empty", "no finished jobs")  # the other cases run in-process above
+    }
+    cases["no arguments"] = ([], ["usage: python -m reglab.report SWEEP_DIR"])
+    good = base / "good"
+    sweep_of(good, [[f"regularizer.alpha={a}"] for a in ("0.001", "0.1")])
+    cases["good"] = ([str(good)], [])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run_report, *args) for name, (args, _) in cases.items()}
+        return {name: (f.result(), cases[name][1]) for name, f in futures.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["empty", "no finished jobs", "no arguments"])
+def test_cli_bad_input_is_one_line_without_traceback(cli_runs, case):
+    proc, words = cli_runs[case]
+    assert proc.returncode != 0
+    assert proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr, (word, proc.stderr)
+
+
+@pytest.mark.slow
+def test_cli_writes_the_report_on_demand(cli_runs):
+    proc, _ = cli_runs["good"]
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    md = Path(line.split()[1])
+    assert line == f"wrote {md} and {md.with_name('report.png')}"
+    assert len(table(md.read_text())) == 2
+    png_size(md.with_name("report.png"))
+    assert proc.stderr == ""
+
+
+# -- real sweeps with the callback -----------------------------------------------------------------
+SWEEP = (
+    "-m",
+    "regularizer=none,l1",
+    "regularizer.alpha=1e-3,1e-2",
+    "seed=0,1",
+    "debug=fast",
+    "threads=1",
+)
+FAILING = ("-m", "regularizer.alpha=-1,1e-3", "seed=0,1", "debug=fast", "threads=1")
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    base = tmp_path_factory.mktemp("report_sweeps")
+    args = {"ok": SWEEP, "failing": FAILING}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            name: pool.submit(run_cli, *a, f"hydra.sweep.dir={base / name}", CALLBACK)
+            for name, a in args.items()
+        }
+        return {name: (f.result(), base / name) for name, f in futures.items()}
+
+
+def jobs_by_config(sweep: Path) -> dict[tuple[str, ...], list[dict]]:
+    """(regularizer, alpha) → metrics of its jobs, read straight from the job directories."""
+    out: dict[tuple[str, ...], list[dict]] = {}
+    for job in sweep.iterdir():
+        if (job / "metrics.json").is_file():
+            overrides = dict(
+                o.split("=", 1) for o in yaml.safe_load((job / ".hydra/overrides.yaml").read_text())
+            )
+            key = (overrides.get("regularizer", ""), overrides["regularizer.alpha"])
+            out.setdefault(key, []).append(json.loads((job / "metrics.json").read_text()))
+    return out
+
+
+@pytest.mark.slow
+def test_sweep_writes_the_report_at_its_end(sweeps):
+    proc, sweep = sweeps["ok"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        proc.stdout.splitlines()[-1]
+        == f"sweep report: {sweep / 'report.md'} (plot: {sweep / 'report.png'})"
+    )
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stdout + proc.stderr
+    md = (sweep / "report.md").read_text()
+    assert "- **jobs:** 8: 8 finished, 0 failed (4 configurations;" in md
+    rows = table(md)
+    expected = jobs_by_config(sweep)
+    assert [(unbold(r["regularizer"]), unbold(r["regularizer.alpha"])) for r in rows] == [
+        ("none", "0.001"),
+        ("none", "0.01"),
+        ("l1", "0.001"),
+        ("l1", "0.01"),
+    ]
+    for row in rows:
+        accs = [
+            m["test/acc"]
+            for m in expected[unbold(row["regularizer"]), unbold(row["regularizer.alpha"])]
+        ]
+        mean, std = parse_mean_std(row[METRIC])
+        assert mean == pytest.approx(statistics.mean(accs), abs=5e-5)
+        assert std == pytest.approx(statistics.stdev(accs), abs=5e-5)
+    width, height = png_size(sweep / "report.png")
+    assert 700 <= width <= 1400 and 300 <= height <= 1200
+
+
+@pytest.mark.slow
+def test_sweep_with_failed_jobs_still_writes_the_report(sweeps):
+    """Hydra skips on_multirun_end when a job failed; the report comes at exit instead."""
+    proc, sweep = sweeps["failing"]
+    assert proc.returncode == 1
+    assert f"sweep report: {sweep / 'report.md'}" in proc.stdout
+    md = (sweep / "report.md").read_text()
+    assert "- **jobs:** 4: 2 finished, 2 failed" in md
+    failed = md[md.index("## Failed jobs (2)") :]
+    error = "ConfigError: regularizer.alpha=-1 is not allowed"  # kept from Hydra's job returns
+    assert failed.count(error) == 2
+    assert "`regularizer.alpha=-1 seed=0 debug=fast threads=1`" in failed
