@@ -122,3 +122,18 @@ def test_classification_diagnostics_use_probability_errors(train_api):
 def test_bad_bagging_settings_are_rejected(tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key):
         build(compose(overrides, output_dir=tmp_path))
+
+
+def test_gradient_clipping_acts_on_each_member_alone(tmp_path):
+    run = build(compose([*SMALL, "trainer.gradient_clip_val=1.0"], output_dir=tmp_path))
+    module = run.module
+    for i, p in enumerate(module.parameters()):
+        p.grad = torch.zeros_like(p)
+        p.grad[0] = 10.0  # member 0: a huge gradient
+        p.grad[1] = 1e-3 * (i + 1)  # member 1: a small one, which must stay as it is
+    small = [p.grad[1].clone() for p in module.parameters()]
+    module.clip_(None)
+    norm0 = torch.stack([p.grad[0].square().sum() for p in module.parameters()]).sum().sqrt()
+    assert norm0.item() == pytest.approx(1.0, rel=1e-4)
+    for p, before in zip(module.parameters(), small, strict=True):
+        torch.testing.assert_close(p.grad[1], before)

@@ -65,6 +65,17 @@ class BaggingModule(RegLabModule):
         self.oob: tuple[Tensor, Tensor, Tensor] | None = None  # x, y, (k, n) out-of-bag mask
         self._sums: dict[str, Tensor] = {}
 
+    @torch.no_grad()
+    def clip_(self, opt: Any) -> None:
+        """Clip each member's gradient norm on its own: a global norm would couple them."""
+        if self.clip_algorithm != "norm":
+            return super().clip_(opt)  # clipping by value is per element anyway
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()
+        scale = (self.clip_val / (norms + 1e-6)).clamp(max=1.0)  # (k,)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+
     # -- evaluation ------------------------------------------------------------------------
     def _add(self, key: str, value: Tensor) -> None:
         self._sums[key] = self._sums.get(key, 0) + value

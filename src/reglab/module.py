@@ -108,6 +108,9 @@ class RegLabModule(pl.LightningModule):
             self.models
         )
 
+    def clip_(self, opt: Any) -> None:
+        self.clip_gradients(opt, self.clip_val, self.clip_algorithm)
+
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
         opt = self.optimizers()
         scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
@@ -126,7 +129,7 @@ class RegLabModule(pl.LightningModule):
             self.manual_backward(loss)
             self.regularizer.add_grad_(self.weights)
             if self.clip_val:
-                self.clip_gradients(opt, self.clip_val, self.clip_algorithm)
+                self.clip_(opt)
             lr = opt.param_groups[0]["lr"]
             self.regularizer.before_step_(self.weights, lr)
             opt.step()
