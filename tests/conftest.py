@@ -12,6 +12,36 @@ import reglab
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# the scalars every default run logs to TensorBoard (and their last values to metrics.json)
+SCALAR_TAGS = frozenset(
+    {
+        "train/loss",
+        "train/data_loss",
+        "train/penalty",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "test/loss",
+        "test/acc",
+        "weights/l1_norm",
+        "weights/l2_norm",
+        "weights/sparsity",
+        "best_step",
+        "stopped_step",
+        "val/best",
+    }
+)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """`threads=N` overrides are process-wide: give every test the thread count it found."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 
 @pytest.fixture
 def train_api(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, read_metrics, run_cli
+from conftest import ROOT, SCALAR_TAGS, read_metrics, run_cli
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -225,22 +225,6 @@ def test_diabetes_reports_mse(cli):
 
 
 # -- B: a multirun sweep ------------------------------------------------------------------------
-EXPECTED_TAGS = {
-    "train/loss",
-    "train/data_loss",
-    "train/penalty",
-    "train/acc",
-    "val/loss",
-    "val/acc",
-    "test/loss",
-    "test/acc",
-    "weights/l1_norm",
-    "weights/l2_norm",
-    "weights/sparsity",
-    "best_step",
-    "stopped_step",
-    "val/best",
-}
 
 
 def sweep_jobs(sweep_dir: Path) -> dict[tuple[str, int], Path]:
@@ -287,7 +271,7 @@ def test_sweep_job_events_hold_scalars_histograms_and_hparams(cli, job):
     acc = load_events(run_dir)
     tags = acc.Tags()
 
-    assert set(tags["scalars"]) >= EXPECTED_TAGS, sorted(tags["scalars"])
+    assert set(tags["scalars"]) >= SCALAR_TAGS, sorted(tags["scalars"])
     assert "hp_metric" not in tags["scalars"]
     for key, value in metrics.items():
         last = acc.Scalars(key)[-1].value

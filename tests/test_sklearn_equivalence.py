@@ -20,7 +20,6 @@ independently of torch) and that a wrong mapping would have been caught.
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_regression
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 
@@ -62,14 +61,6 @@ def train_linear(output_dir, *overrides: str):
         p.detach().double().numpy() for p in (run.module.net.weight, run.module.net.bias)
     )
     return x, y.squeeze(-1) if y.ndim == 2 else y, weight, bias
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    """`threads=1` (fast for these tiny problems) is process-wide: give the old value back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

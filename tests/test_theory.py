@@ -15,19 +15,10 @@ Each test also asserts that a wrong closed form would have been caught.
 
 import numpy as np
 import pytest
-import torch
 
 import reglab
 from reglab import theory
-from reglab.train import build
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    """`threads=1` (fast for these tiny problems) is process-wide: give the old value back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+from reglab.run import build
 
 
 @pytest.fixture(scope="module")

@@ -35,15 +35,18 @@ def weight_scaling(net: nn.Module, x: Tensor, task: str) -> Tensor:
 class MonteCarlo:
     """Average the predictions of `samples` sampled dropout masks (all in one forward pass)."""
 
-    def __init__(self, samples: int = 100, mean: str = "arithmetic") -> None:
+    def __init__(self, samples: int = 100, mean: str = "arithmetic", max_rows: int = 1024) -> None:
         self.samples, self.mean = samples, mean
+        self.max_rows = max_rows
 
     @torch.no_grad()
     def sample(self, net: nn.Module, x: Tensor, samples: int | None = None) -> Tensor:
         """Outputs under T independent masks, shape (…, T, batch, outputs).
 
-        The batch is repeated T times and sent through once, so the T masks are drawn
-        together (different per row) instead of in a Python loop of T passes.
+        The batch is repeated T times and sent through in blocks of at most `max_rows` rows,
+        so the masks are drawn many at a time (different per row) instead of in a Python
+        loop of T passes; blocks keep activations in cache (on CPU one 36,000-row pass is
+        slower than 100 small ones, a few 1,024-row passes are faster than both).
         """
         t = samples or self.samples
         dropouts = [m for m in net.modules() if isinstance(m, nn.Dropout)]
@@ -51,7 +54,9 @@ class MonteCarlo:
         for m in dropouts:
             m.train()  # masks on; everything else stays as it is
         try:
-            out = net(x.repeat(t, *([1] * (x.dim() - 1))))
+            expanded = x.repeat(t, *([1] * (x.dim() - 1)))
+            blocks = [net(block) for block in expanded.split(self.max_rows, dim=-2)]
+            out = torch.cat(blocks, dim=-2)
         finally:
             for m, mode in zip(dropouts, modes, strict=True):
                 m.train(mode)
