@@ -143,7 +143,10 @@ class BaggingModule(RegLabModule):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self.publish(self._member_values("val"))
+        values = self._member_values("val")
+        means = {k: v for k, v in values.items() if k.endswith("_mean")}
+        self.publish(means)  # what callbacks and the progress line may read
+        self.publish({k: v for k, v in values.items() if k not in means}, callbacks=False)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

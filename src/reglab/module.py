@@ -168,19 +168,25 @@ class RegLabModule(pl.LightningModule):
             return (output.argmax(-1) == y).float().mean()
         return F.mse_loss(output, y)
 
-    def publish(self, metrics: dict[str, Tensor | float]) -> None:
+    def publish(self, metrics: dict[str, Tensor | float], callbacks: bool = True) -> None:
         """Send scalars to the loggers at the current step and to `trainer.callback_metrics`.
 
         This is what `self.log(..., on_step=True)` does, minus its per-call bookkeeping
         (about half a millisecond per key, as much as an optimizer step of a small MLP);
         the values here are already reduced (per chunk, or per validation by torchmetrics).
+        `callbacks=False` sends them to the loggers only: callbacks copy callback_metrics
+        at every validation, so per-member details of an ensemble stay out of it.
         """
-        values = {k: torch.as_tensor(v).detach().float().cpu() for k, v in metrics.items()}
-        self.trainer.callback_metrics.update(values)
+        if not metrics:
+            return
+        names = list(metrics)
+        stacked = torch.stack([torch.as_tensor(v).detach().float().cpu() for v in metrics.values()])
+        if callbacks:
+            self.trainer.callback_metrics.update(zip(names, stacked.unbind(), strict=True))
         if self.trainer.sanity_checking:
             return
         step = self.step
-        scalars = {k: v.item() for k, v in values.items()}
+        scalars = dict(zip(names, stacked.tolist(), strict=True))  # one sync, not one per key
         self.history += [(step, k, scalars[k]) for k in ("train/loss", "val/loss") if k in scalars]
         for logger in self.loggers:
             logger.log_metrics(scalars, step)
@@ -288,9 +294,10 @@ class RegLabModule(pl.LightningModule):
     @torch.no_grad()
     def weight_stats(self) -> dict[str, float]:
         """‖w‖₁, ‖w‖₂ and the fraction of exactly-zero entries of the penalized weights."""
-        flat = torch.cat([w.detach().flatten() for w in self.weights])
-        return {
-            "weights/l1_norm": flat.abs().sum().item(),
-            "weights/l2_norm": flat.norm().item(),
-            "weights/sparsity": (flat == 0).float().mean().item(),
-        }
+        weights = [w.detach() for w in self.weights]
+        l1 = torch.stack(torch._foreach_norm(weights, 1)).sum()
+        l2 = torch.stack(torch._foreach_norm(weights, 2)).square().sum().sqrt()
+        zeros = sum(w.numel() - torch.count_nonzero(w) for w in weights)
+        total = sum(w.numel() for w in weights)
+        l1, l2, zeros = torch.stack([l1, l2, torch.as_tensor(zeros, dtype=l1.dtype)]).tolist()
+        return {"weights/l1_norm": l1, "weights/l2_norm": l2, "weights/sparsity": zeros / total}
