@@ -82,8 +82,7 @@ class BaggingModule(RegLabModule):
 
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
-        self._current_targets = y
-        members = self.predict(x, split)  # (k, batch, …)
+        members = self.predict(x, split, y)  # (k, batch, …)
         ensemble = vote(members, self.task, self.vote)
         soft = vote(members, self.task, "soft")
         self.metrics[f"{split}_metric"].update(self._prediction(ensemble), y)

@@ -216,15 +216,17 @@ class RegLabModule(pl.LightningModule):
     def _prediction(self, output: Tensor) -> Tensor:
         return output.argmax(-1) if self.task == "classification" else output
 
-    def predict(self, x: Tensor, split: str = "val") -> Tensor:
+    def predict(self, x: Tensor, split: str = "val", y: Tensor | None = None) -> Tensor:
         """Log-probabilities (classification) or values (regression) for x.
 
         Validation uses weight scaling (cheap, every n steps); the test uses the configured
-        inference rule (`inference=mc`: Monte Carlo over sampled dropout masks).
+        inference rule (`inference=mc`: Monte Carlo over sampled dropout masks), and with
+        targets `y` also tallies the metric as a function of the number of masks.
         """
         if split == "test" and self.inference is not None:
             outputs = self.inference.sample(self.net, x)
-            self._accumulate_mc(outputs, x, split)
+            if y is not None:
+                self._accumulate_mc(outputs, y, split)
             return self.inference.combine(outputs, self.task)
         return weight_scaling(self.net, x, self.task)
 
@@ -233,24 +235,22 @@ class RegLabModule(pl.LightningModule):
             return F.nll_loss(prediction, y)
         return F.mse_loss(prediction, y)
 
-    def _accumulate_mc(self, outputs: Tensor, x: Tensor, split: str) -> None:
+    def _accumulate_mc(self, outputs: Tensor, y: Tensor, split: str) -> None:
         """Sums for the test metric with the first T masks, T = 1, 2, 5, …, and the entropy."""
-        y = self._current_targets
         for t in self.inference.curve(outputs, self.task):
             prediction = self.inference.combine(outputs[..., :t, :, :], self.task)
-            value = self._batch_metric(prediction, y) * len(x)
+            value = self._batch_metric(prediction, y) * len(y)
             key = f"{split}/{self.metric_name}_mc_T{t}"
             self._mc_sums[key] = self._mc_sums.get(key, 0) + value
         if self.task == "classification":
             entropy = predictive_entropy(self.inference.combine(outputs, self.task)).sum()
             key = f"{split}/predictive_entropy"
             self._mc_sums[key] = self._mc_sums.get(key, 0) + entropy
-        self._mc_sums["_count"] = self._mc_sums.get("_count", 0) + len(x)
+        self._mc_sums["_count"] = self._mc_sums.get("_count", 0) + len(y)
 
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
-        self._current_targets = y
-        prediction = self.predict(x, split)
+        prediction = self.predict(x, split, y)
         self.metrics[f"{split}_metric"].update(self._prediction(prediction), y)
         self.metrics[f"{split}_loss"].update(self.eval_loss(prediction, y), weight=len(x))
 
@@ -280,7 +280,7 @@ class RegLabModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         # at the optimizer step the run ended on, like every other scalar (Lightning's own
-        # logging would put them at its count of chunks); train.py reads callback_metrics
+        # logging would put them at its count of chunks); train.py reads test_results
         count = self._mc_sums.pop("_count", None)
         mc = {k: v / count for k, v in self._mc_sums.items()} if count else {}
         self._mc_sums = {}
