@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +166,15 @@ def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> d
 
 
 def log_final(
-    loggers: list[pl.loggers.Logger], params: dict[str, Any], metrics: dict[str, float], step: int
+    loggers: list[pl.loggers.Logger],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    step: int,
+    logged: Collection[str] = (),
 ) -> None:
-    """Log the summary metrics as scalars and the hparams summary that points at them."""
-    new = {k: v for k, v in metrics.items() if not k.startswith("test/")}  # test/* already logged
+    """Log the summary metrics as scalars (but those `logged` already, the test's) and the
+    hparams summary that points at them."""
+    new = {k: v for k, v in metrics.items() if k not in logged}
     for logger in loggers:
         logger.log_metrics(new, step=step)
         if isinstance(logger, pl.loggers.TensorBoardLogger):

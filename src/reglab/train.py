@@ -85,7 +85,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.strategy.checkpoint_io.teardown()
     save_learning_curve(outcome, metrics, run.run_dir)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else None
-    log_final(trainer.loggers, flat_hparams(cfg, choices), metrics, outcome.module.step)
+    hparams = flat_hparams(cfg, choices)
+    logged = getattr(outcome.module, "test_results", {})
+    log_final(trainer.loggers, hparams, metrics, outcome.module.step, logged)
     close_loggers(trainer.loggers)
     write_json(run.run_dir / "metrics.json", metrics)
     timing = {"seconds": seconds, "fit_seconds": fit_seconds}
