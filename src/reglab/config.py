@@ -17,6 +17,28 @@ from reglab.models import ACTIVATIONS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
+# `hydra.run.dir: ${resume_or:${resume},outputs/…}`: a resumed run continues in its own directory
+OmegaConf.register_new_resolver("resume_or", lambda path, default: path or default, replace=True)
+
+RUN_CONFIG = "config.yaml"  # the resolved config a run trained with, in its run directory
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The config of the run `cfg.resume` names, to continue it as it was (Hydra rewrites
+    .hydra/ in that directory with the new command line before the run starts)."""
+    run_dir = Path(cfg.resume)
+    saved, last = run_dir / RUN_CONFIG, run_dir / "checkpoints" / "last.ckpt"
+    if not saved.is_file() or not last.exists():
+        raise ConfigError(
+            f"resume={cfg.resume}: no {RUN_CONFIG} and checkpoints/last.ckpt there"
+            " (allowed: the directory of a reglab run that saved a checkpoint)"
+        )
+    resumed = OmegaConf.load(saved)
+    with open_dict(resumed):
+        resumed.resume = str(run_dir)
+        resumed.output_dir = str(run_dir)
+    return resumed
+
 
 class ConfigError(ValueError):
     """A config value outside its allowed range."""

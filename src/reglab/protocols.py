@@ -52,7 +52,7 @@ class EarlyStopping71:
     name = "early_stopping"
 
     def run(self, run: Run) -> Outcome:
-        run.trainer.fit(run.module, datamodule=run.dm)
+        run.trainer.fit(run.module, datamodule=run.dm, ckpt_path=run.ckpt_path)
         stopper = _stopper(run.trainer)
         metrics = {}
         if stopper is not None:

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 
-from reglab.config import validate
+from reglab.config import RUN_CONFIG, resume_config, validate
 from reglab.data import DataModule
 from reglab.module import RegLabModule
 from reglab.records import CheckpointWriter
@@ -42,6 +42,7 @@ class Run:
     module: RegLabModule
     trainer: pl.Trainer
     run_dir: Path
+    ckpt_path: Path | None = None  # resume from this checkpoint (`resume=<run dir>`)
 
 
 def quiet_libraries() -> None:
@@ -141,12 +142,15 @@ def build_trainer(
 
 def build(cfg: DictConfig) -> Run:
     """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
+    if cfg.get("resume"):
+        cfg = resume_config(cfg)
     validate(cfg)
     quiet_libraries()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm: DataModule = instantiate(cfg.data).prepare()
     if (cfg.get("ensemble") or {}).get("members"):
@@ -158,4 +162,5 @@ def build(cfg: DictConfig) -> Run:
     else:
         module = build_module(cfg, dm)
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
-    return Run(cfg, dm, module, trainer, run_dir)
+    ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
+    return Run(cfg, dm, module, trainer, run_dir, ckpt)
