@@ -57,3 +57,22 @@ def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and "resume=" in proc.stderr
     assert "checkpoints/last.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_runs_started_together_get_their_own_directories(tmp_path):
+    """Run directories carry microseconds: simultaneous runs (or sweeps) never collide."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *extra, "debug=fast", "threads=1"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for extra in ([], [], ["-m", "seed=0"], ["-m", "seed=0"])
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    runs = [d for d in (tmp_path / "outputs").glob("*/*") if d.parent.name != "multirun"]
+    sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(runs) == 2 and len(sweeps) == 2
+    assert all((d / "metrics.json").exists() for d in runs)
+    assert all((d / "0" / "metrics.json").exists() for d in sweeps)

@@ -52,7 +52,8 @@ class EarlyStopping71:
     name = "early_stopping"
 
     def run(self, run: Run) -> Outcome:
-        run.trainer.fit(run.module, datamodule=run.dm, ckpt_path=run.ckpt_path)
+        # weights_only: a checkpoint file cannot run code when it is loaded
+        run.trainer.fit(run.module, datamodule=run.dm, ckpt_path=run.ckpt_path, weights_only=True)
         stopper = _stopper(run.trainer)
         metrics = {}
         if stopper is not None:
