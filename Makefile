@@ -12,7 +12,7 @@ install: $(STAMP)
 # Re-install only when the declared or pinned dependencies change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,launchers]'
 	touch $(STAMP)
 
 train: install

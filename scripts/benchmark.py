@@ -9,6 +9,9 @@ bagging  10 bootstrap members: vectorized (one pass, stacked parameters) vs 10 s
          reglab runs (`ensemble.vectorized=false`). Target ≤ 0.35×. Peak memory of a training
          step (parameters, gradients, Adam's moments, saved activations) of the ensemble vs
          twice a single model's plus k copies of parameters and optimizer state.
+launchers  a 4-job sweep (digits MLP, 300 epochs each) with Hydra's joblib launcher and
+         2 workers vs the basic launcher, each as one `python train.py -m` process.
+         Target ≥ 1.6× speed-up on 2 cores.
 mc       Monte Carlo dropout, T = 100 masks: one batched pass vs a Python loop of T passes,
          on a batch of 64 and on the whole test set. Batched must be faster in both.
 
@@ -163,6 +166,27 @@ def bagging(reps: int, epochs: int, members: int = 10) -> None:
     )
 
 
+def sweep_seconds(*args: str) -> float:
+    """Wall time of one `python train.py -m …` process (imports and launcher start included)."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={out}", *QUIET]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def launchers(reps: int) -> None:
+    jobs = ["seed=0,1,2,3", "trainer.max_epochs=300", "callbacks.early_stopping.patience=1000"]
+    basic, joblib = [], []
+    for _ in range(reps):
+        basic.append(sweep_seconds(*jobs))
+        joblib.append(sweep_seconds(*jobs, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"))
+    b, j = statistics.median(basic), statistics.median(joblib)
+    print(f"launchers: 4-job sweep, 300 epochs each, {reps} reps")
+    print(f"  basic launcher            {b:7.2f} s")
+    print(f"  joblib, 2 workers         {j:7.2f} s  speed-up {ratio(basic, joblib):.2f}×  (≥1.6×)")
+
+
 def mc(reps: int, samples: int = 100) -> None:
     dm = reglab.instantiate(reglab.compose(["seed=0"], output_dir="unused").data).prepare()
     net = MLP(dm.n_features, 10, (256, 256), dropout={"input": 0.2, "hidden": 0.5}).eval()
@@ -188,7 +212,9 @@ def mc(reps: int, samples: int = 100) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=["core", "bagging", "mc", "all"], default="all")
+    parser.add_argument(
+        "--suite", choices=["core", "bagging", "launchers", "mc", "all"], default="all"
+    )
     parser.add_argument("--reps", type=int, default=None, help="default: core 11, bagging 3, mc 9")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
@@ -198,6 +224,8 @@ def main() -> None:
         core(args.reps or 11, args.epochs)
     if args.suite in ("bagging", "all"):
         bagging(args.reps or 3, args.epochs)
+    if args.suite in ("launchers", "all"):
+        launchers(args.reps or 3)
     if args.suite in ("mc", "all"):
         mc(args.reps or 9)
 

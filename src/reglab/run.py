@@ -6,6 +6,7 @@ Composition only; nothing here trains. `build(cfg)` makes the pieces of one run,
 
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
@@ -140,14 +142,30 @@ def build_trainer(
     return instantiate(kwargs)
 
 
+def job_threads(cfg: DictConfig) -> int | None:
+    """torch threads for this job: `threads` if set; under a launcher that runs jobs in
+    parallel processes (joblib), the cores divided among them, so jobs × threads ≤ cores."""
+    if cfg.get("threads"):
+        return cfg.threads
+    if not HydraConfig.initialized():
+        return None
+    n_jobs = (HydraConfig.get().launcher or {}).get("n_jobs")
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    jobs = cores if n_jobs < 0 else min(n_jobs, cores)  # joblib: -1 = one job per core
+    return max(1, cores // jobs)
+
+
 def build(cfg: DictConfig) -> Run:
     """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
     if cfg.get("resume"):
         cfg = resume_config(cfg)
     validate(cfg)
     quiet_libraries()
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
+    threads = job_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)

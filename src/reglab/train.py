@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -90,7 +91,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log_final(trainer.loggers, hparams, metrics, outcome.module.step, logged)
     close_loggers(trainer.loggers)
     write_json(run.run_dir / "metrics.json", metrics)
-    timing = {"seconds": seconds, "fit_seconds": fit_seconds}
+    timing = {"seconds": seconds, "fit_seconds": fit_seconds, "threads": torch.get_num_threads()}
     write_json(run.run_dir / "run.json", {"status": "completed", **timing})
     log.info("final metrics:\n%s", format_table(metrics))
     log.info("run directory: %s", run.run_dir)
