@@ -28,3 +28,39 @@ def test_joblib_sweep_runs_every_job_with_cores_shared_between_them(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for job in ("0", "1"):
         assert read_metrics(parallel / job) == read_metrics(serial / job)
+
+
+def test_submitit_local_runs_the_same_jobs_end_to_end(tmp_path):
+    """The SLURM launcher's code path (submitit), runnable without SLURM."""
+    proc = run_cli(
+        *SWEEP, "threads=1", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for job in ("0", "1"):
+        assert read_json(tmp_path / job / "run.json")["status"] == "completed"
+        assert set(read_metrics(tmp_path / job)) >= {"test/acc", "best_step"}
+    assert (tmp_path / "report.md").exists()
+
+
+def test_slurm_launcher_config_composes_with_its_commented_keys():
+    proc = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    launcher = proc.stdout.split("  launcher:", 1)[1]
+    assert "SlurmLauncher" in launcher and "partition: gpu" in launcher
+    assert "max_num_timeout: 3" in launcher and "setup: []" in launcher
+
+
+def test_a_requeued_slurm_job_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    """submitit starts a preempted job again in the same directory: it resumes, not restarts."""
+    import reglab
+
+    args = ["trainer.max_epochs=3", "callbacks.progress_bar=null", "logger=none"]
+    first = reglab.train(reglab.compose(args, output_dir=tmp_path))
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    cfg = reglab.compose([*args, "trainer.max_epochs=5"], output_dir=tmp_path)
+    from reglab.run import build
+
+    run = build(cfg)
+    assert run.ckpt_path == tmp_path / "checkpoints" / "last.ckpt"
+    assert run.cfg.trainer.max_epochs == 3  # the run's own config, not the new command line
+    assert first["stopped_step"] == 3 * run.dm.steps_per_epoch

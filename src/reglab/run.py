@@ -16,8 +16,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from reglab.config import RUN_CONFIG, resume_config, validate
 from reglab.data import DataModule
@@ -133,13 +134,22 @@ def build_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=kwargs.get("limit_val_batches") if dm.has("val") else 0,
         num_sanity_val_steps=0,
-        plugins=[CheckpointWriter(cfg.trainer.get("checkpoint_min_interval") or 0.0)],
+        plugins=[CheckpointWriter(cfg.trainer.get("checkpoint_min_interval") or 0.0)]
+        # under SLURM, submitit requeues preempted jobs; Lightning must not fight it over the
+        # signals (Lightning issue 14893), so its own requeueing is off
+        + ([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []),
         # what the callbacks group lists is what runs: no default checkpointer or bar added
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )
     kwargs.update(overrides)
     return instantiate(kwargs)
+
+
+def requeued(run_dir: Path) -> bool:
+    """A SLURM job that was requeued (after preemption or timeout) and has a checkpoint."""
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    return restarts > 0 and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
 def job_threads(cfg: DictConfig) -> int | None:
@@ -159,6 +169,9 @@ def job_threads(cfg: DictConfig) -> int | None:
 
 def build(cfg: DictConfig) -> Run:
     """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
+    if not cfg.get("resume") and requeued(Path(cfg.output_dir)):
+        with open_dict(cfg):
+            cfg.resume = cfg.output_dir  # a preempted SLURM job, started again: continue it
     if cfg.get("resume"):
         cfg = resume_config(cfg)
     validate(cfg)
