@@ -122,6 +122,16 @@ def validate(cfg: DictConfig) -> None:
             f"ensemble=bagging runs with Algorithm 7.1 only, not {protocol.rsplit('.', 1)[-1]}"
             " (allowed: protocol=early_stopping)"
         )
+    transforms = OmegaConf.select(cfg, "augmentation.transforms", default=None) or {}
+    images = [n for n, t in transforms.items() if str(t.get("_target_", "")).startswith("kornia")]
+    if images and not OmegaConf.select(cfg, "data.image_shape", default=None):
+        raise ConfigError(
+            f"augmentation={'+'.join(images)} transforms images, but the data has no"
+            " data.image_shape (it is tabular) (allowed: augmentation=none or noise)"
+        )
+    size = OmegaConf.select(cfg, "data.train_size", default=None)
+    if size is not None and not (_int(size) and size >= 1):
+        raise ConfigError(f"data.train_size={size} is not allowed (allowed: an integer ≥ 1)")
     dropout = OmegaConf.select(cfg, "model.dropout", default=None) or {}
     if cfg.get("inference") and not any(dropout.values()):
         raise ConfigError(

@@ -150,6 +150,7 @@ class DataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         image_shape: tuple[int, ...] | None = None,
+        train_size: int | None = None,
         bootstrap: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -160,6 +161,9 @@ class DataModule(pl.LightningDataModule):
         self.image_shape = tuple(image_shape) if image_shape else None
         self.seed = seed
         self.bootstrap = bootstrap
+        self.train_size = train_size  # keep only this many training examples (small data)
+        self.feature_mean: Tensor | None = None  # the training split's, for raw-unit transforms
+        self.feature_std: Tensor | None = None
         self.oob_index: Tensor | None = None  # training rows left out of the bootstrap sample
         self.train_on_val = False  # Algorithms 7.2/7.3, phase 2: train on train + val
         self.members: int | None = None  # vectorized bagging: one resample per member
@@ -176,7 +180,11 @@ class DataModule(pl.LightningDataModule):
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y)
         parts = self._split(x, y)
+        if self.train_size is not None:
+            parts["train"] = self._subsample(*parts["train"])
         scaler = StandardScaler().fit(parts["train"][0])
+        self.feature_mean = torch.tensor(scaler.mean_, dtype=torch.float32)
+        self.feature_std = torch.tensor(scaler.scale_, dtype=torch.float32)
         for name, (xs, ys) in parts.items():
             xs = scaler.transform(xs).astype(np.float32)
             self.splits[name] = (torch.from_numpy(xs), self._targets(ys))
@@ -210,6 +218,21 @@ class DataModule(pl.LightningDataModule):
             rest = (x_rest, y_rest)
         parts["train"] = rest
         return parts
+
+    def _subsample(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`train_size` examples of the training split (stratified, a function of the seed)."""
+        if self.train_size > len(x):
+            raise ValueError(
+                f"data.train_size={self.train_size} is more than the {len(x)} training examples"
+                f" (allowed: 1 … {len(x)})"
+            )
+        if self.train_size == len(x):
+            return x, y
+        stratify = y if self.task == "classification" else None
+        x, _, y, _ = train_test_split(
+            x, y, train_size=self.train_size, random_state=self.seed, stratify=stratify
+        )
+        return x, y
 
     def _targets(self, y: np.ndarray) -> Tensor:
         if self.task == "classification":

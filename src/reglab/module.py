@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 
+from reglab.augmentation import Augmentation
 from reglab.dropout import MonteCarlo, predictive_entropy, weight_scaling
 from reglab.models import penalized_parameters
 from reglab.regularizers import Regularizer
@@ -54,6 +55,7 @@ class RegLabModule(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str = "norm",
         inference: MonteCarlo | None = None,
+        augment: Augmentation | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -63,6 +65,7 @@ class RegLabModule(pl.LightningModule):
         self.batch_size = batch_size
         self.clip_val, self.clip_algorithm = gradient_clip_val, gradient_clip_algorithm
         self.inference = inference  # test-time rule: None = weight scaling, or Monte Carlo
+        self.augment = augment if augment is not None and len(augment) else None  # training only
         self._mc_sums: dict[str, Tensor] = {}  # test metric as a function of T (Monte Carlo)
         self.weights = penalized_parameters(net, regularizer.include_bias)
         self.step_offset = 0  # steps of earlier protocol phases: one timeline across them
@@ -93,6 +96,7 @@ class RegLabModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
 
     def on_train_start(self) -> None:
+        self._log_augmented_samples()
         if self.carried_optimizer_state is not None:  # continue, don't restart, the optimizer
             self.optimizers().optimizer.load_state_dict(self.carried_optimizer_state)
             self.carried_optimizer_state = None
@@ -107,6 +111,20 @@ class RegLabModule(pl.LightningModule):
         return self.loss_fn(output.flatten(0, self.batch_dim), y.flatten(0, self.batch_dim)) * (
             self.models
         )
+
+    @torch.no_grad()
+    def _log_augmented_samples(self, count: int = 16) -> None:
+        """Training images before and after augmentation, to TensorBoard's IMAGES tab."""
+        augment = self.augment
+        writers = [lg.experiment for lg in self.loggers if hasattr(lg.experiment, "add_images")]
+        if augment is None or augment.image_shape is None or not writers:
+            return
+        x = self.trainer.datamodule.splits["train"][0][:count].to(self.device)
+        for tag, batch in (("original", x), ("augmented", augment(x))):
+            images = (batch * augment.std + augment.mean).reshape(-1, *augment.image_shape)
+            images = (images - images.min()) / (images.max() - images.min() + 1e-12)
+            for writer in writers:
+                writer.add_images(f"augmentation/{tag}", images.cpu(), self.step)
 
     def clip_(self, opt: Any) -> None:
         self.clip_gradients(opt, self.clip_val, self.clip_algorithm)
@@ -123,6 +141,8 @@ class RegLabModule(pl.LightningModule):
         ):
             if 0 <= max_steps <= self.trainer.global_step:
                 break
+            if self.augment is not None:
+                xb = self.augment(xb)
             output = self.net(xb)
             loss = self.step_loss(output, yb)
             opt.zero_grad(set_to_none=True)

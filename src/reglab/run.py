@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
-from reglab.config import RUN_CONFIG, resume_config, validate
+from reglab.augmentation import Augmentation
+from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
 from reglab.data import DataModule
 from reglab.module import RegLabModule
 from reglab.records import CheckpointWriter
@@ -86,6 +87,20 @@ def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
         gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
         gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm",
         inference=instantiate(cfg.inference) if cfg.get("inference") else None,
+        augment=build_augmentation(cfg, dm),
+    )
+
+
+def build_augmentation(cfg: DictConfig, dm: DataModule) -> Augmentation | None:
+    """The configured training-batch transforms, in the data's own units for images."""
+    transforms = (cfg.get("augmentation") or {}).get("transforms") or {}
+    if not transforms:
+        return None
+    return Augmentation(
+        {name: instantiate(t) for name, t in transforms.items()},
+        image_shape=dm.image_shape,
+        mean=dm.feature_mean,
+        std=dm.feature_std,
     )
 
 
@@ -183,7 +198,10 @@ def build(cfg: DictConfig) -> Run:
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm: DataModule = instantiate(cfg.data).prepare()
+    try:
+        dm: DataModule = instantiate(cfg.data).prepare()
+    except ValueError as err:  # a value the data set cannot satisfy (e.g. data.train_size)
+        raise ConfigError(str(err)) from err
     if (cfg.get("ensemble") or {}).get("members"):
         from reglab.bagging import build_bagging_module  # bagging builds on this module
 

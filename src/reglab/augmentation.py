@@ -1,0 +1,67 @@
+"""Data augmentation: "more data, better generalization" (Goodfellow et al., §7.4).
+
+Transforms act on whole training batches, on the device, with random parameters drawn per
+sample, and never on validation or test data (the module calls them in `training_step`
+only). Image transforms come from kornia.augmentation and see the batch as (N, C, H, W) in
+the data's own pixel units: the standardized features are mapped back before and forward
+again after, so a rotation fills with the background, not with a pixel's mean. Gaussian
+input noise works on any data, tabular too.
+
+A transform is any nn.Module of a batch, declared with `_target_` in conf/augmentation/,
+so a new one needs no code: `augmentation=[affine,noise]` composes them in order.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class GaussianNoise(nn.Module):
+    """x + ε, ε ~ N(0, σ²) per element (noise injection on the inputs, §7.5)."""
+
+    def __init__(self, sigma: float = 0.1) -> None:
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.sigma * torch.randn_like(x)
+
+
+def is_image_transform(transform: nn.Module) -> bool:
+    return type(transform).__module__.startswith("kornia")
+
+
+class Augmentation(nn.Module):
+    """The configured transforms in order, on flat (N, features) training batches."""
+
+    def __init__(
+        self,
+        transforms: Sequence[nn.Module] | Mapping[str, nn.Module],
+        image_shape: Sequence[int] | None = None,
+        mean: Tensor | None = None,
+        std: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        items = transforms.values() if isinstance(transforms, Mapping) else transforms
+        self.transforms = nn.ModuleList(items)
+        self.image_shape = tuple(image_shape) if image_shape else None
+        if self.image_shape is None and any(map(is_image_transform, self.transforms)):
+            raise ValueError("image transforms need data.image_shape")
+        self.register_buffer("mean", mean if mean is not None else torch.zeros(()), False)
+        self.register_buffer("std", std if std is not None else torch.ones(()), False)
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Transform a batch (any leading axes, features last)."""
+        for transform in self.transforms:
+            x = self._on_images(transform, x) if is_image_transform(transform) else transform(x)
+        return x
+
+    def _on_images(self, transform: nn.Module, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        pixels = (x * self.std + self.mean).reshape(-1, *self.image_shape)
+        pixels = transform(pixels)
+        return ((pixels.reshape(*lead, -1) - self.mean) / self.std).to(x.dtype)
