@@ -12,6 +12,8 @@ bagging  10 bootstrap members: vectorized (one pass, stacked parameters) vs 10 s
 launchers  a 4-job sweep (digits MLP, 300 epochs each) with Hydra's joblib launcher and
          2 workers vs the basic launcher, each as one `python train.py -m` process.
          Target ≥ 1.6× speed-up on 2 cores.
+augmentation  the default digits run with `augmentation=affine` vs `none`: the cost of
+         augmenting every training batch (per epoch, relative).
 mc       Monte Carlo dropout, T = 100 masks: one batched pass vs a Python loop of T passes,
          on a batch of 64 and on the whole test set. Batched must be faster in both.
 
@@ -187,6 +189,19 @@ def launchers(reps: int) -> None:
     print(f"  joblib, 2 workers         {j:7.2f} s  speed-up {ratio(basic, joblib):.2f}×  (≥1.6×)")
 
 
+def augmentation(reps: int, epochs: int) -> None:
+    none, affine = [], []
+    reglab_run(1, 0, ["augmentation=affine"])
+    for rep in range(reps):
+        none.append(reglab_run(epochs, rep, [])[0])
+        affine.append(reglab_run(epochs, rep, ["augmentation=affine"])[0])
+    n, a = statistics.median(none), statistics.median(affine)
+    print(f"augmentation: digits MLP, {epochs} epochs, {reps} reps")
+    print(f"  augmentation=none         {n / epochs * 1e3:7.1f} ms per epoch")
+    r = ratio(affine, none)
+    print(f"  augmentation=affine       {a / epochs * 1e3:7.1f} ms per epoch  {r:.2f}× none")
+
+
 def mc(reps: int, samples: int = 100) -> None:
     dm = reglab.instantiate(reglab.compose(["seed=0"], output_dir="unused").data).prepare()
     net = MLP(dm.n_features, 10, (256, 256), dropout={"input": 0.2, "hidden": 0.5}).eval()
@@ -213,7 +228,9 @@ def mc(reps: int, samples: int = 100) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--suite", choices=["core", "bagging", "launchers", "mc", "all"], default="all"
+        "--suite",
+        choices=["core", "bagging", "launchers", "augmentation", "mc", "all"],
+        default="all",
     )
     parser.add_argument("--reps", type=int, default=None, help="default: core 11, bagging 3, mc 9")
     parser.add_argument("--epochs", type=int, default=20)
@@ -226,6 +243,8 @@ def main() -> None:
         bagging(args.reps or 3, args.epochs)
     if args.suite in ("launchers", "all"):
         launchers(args.reps or 3)
+    if args.suite in ("augmentation", "all"):
+        augmentation(args.reps or 5, args.epochs)
     if args.suite in ("mc", "all"):
         mc(args.reps or 9)
 

@@ -57,17 +57,17 @@ def test_augmentation_runs_on_training_batches_only(tmp_path):
             ["augmentation=[affine,noise]", "trainer.max_epochs=2", *QUIET], output_dir=tmp_path
         )
     )
-    calls = {"fit": 0, "eval": 0}
+    rows = {"fit": 0, "eval": 0}
     original = run.module.augment.forward
 
     def counting(x):
-        calls["eval" if run.trainer.validating or run.trainer.testing else "fit"] += 1
+        rows["eval" if run.trainer.validating or run.trainer.testing else "fit"] += len(x)
         return original(x)
 
     run.module.augment.forward = counting
     run.trainer.fit(run.module, datamodule=run.dm)
     run.trainer.test(run.module, datamodule=run.dm, verbose=False)
-    assert calls["fit"] == 2 * run.dm.steps_per_epoch and calls["eval"] == 0
+    assert rows["fit"] == 2 * run.dm.n_train and rows["eval"] == 0  # every training row, twice
 
 
 def test_same_seed_same_augmented_run(train_api):

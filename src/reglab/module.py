@@ -134,6 +134,8 @@ class RegLabModule(pl.LightningModule):
         scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
         max_steps = self.trainer.max_steps
         x, y = chunk
+        if self.augment is not None:  # the whole chunk at once: random parameters per sample
+            x = self.augment(x)
         dim = self.batch_dim
         losses, preds = [], []
         for xb, yb in zip(
@@ -141,8 +143,6 @@ class RegLabModule(pl.LightningModule):
         ):
             if 0 <= max_steps <= self.trainer.global_step:
                 break
-            if self.augment is not None:
-                xb = self.augment(xb)
             output = self.net(xb)
             loss = self.step_loss(output, yb)
             opt.zero_grad(set_to_none=True)
