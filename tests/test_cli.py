@@ -66,15 +66,25 @@ ROTATED = [g for g in GROUPS if g != "experiment"]
 N_ROTATIONS = max(len(options(g)) for g in ROTATED)
 
 
+IMAGE_AUGMENTATIONS = ("affine", "erasing")
+
+
 def rotation(i: int) -> list[str]:
     choice = {g: options(g)[i % len(options(g))] for g in ROTATED}
     if choice.get("ensemble") == "bagging" and choice.get("protocol") != "early_stopping":
         choice["ensemble"] = "none"  # bagging runs under Algorithm 7.1 only (a config error)
+    if choice.get("augmentation") in IMAGE_AUGMENTATIONS and choice.get("data") != "digits":
+        choice["augmentation"] = "noise"  # image transforms need image data (a config error)
     extra = ["model.dropout.input=0.2"] if choice.get("inference") == "mc" else []  # needs masks
     return [f"{g}={o}" for g, o in choice.items()] + extra
 
 
 CASES: dict[str, list[str]] = {f"rotation{i}": rotation(i) for i in range(N_ROTATIONS)}
+CASES |= {  # image augmentations the rotation could not pair with image data
+    f"augmentation={a}": [f"augmentation={a}", "data=digits", "debug=fast"]
+    for a in IMAGE_AUGMENTATIONS
+    if not any(f"augmentation={a}" in args for args in CASES.values())
+}
 
 
 def first_rotation(group: str, option: str) -> str:
