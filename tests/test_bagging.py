@@ -149,3 +149,8 @@ def test_ten_member_ensemble_beats_its_mean_member_on_digits(train_api):
         gains.append(metrics["test/acc"] - metrics["test/member_acc_mean"])
         assert metrics["ensemble/c"] < metrics["ensemble/v"]  # errors not perfectly correlated
     assert sum(gains) / len(gains) > 0.005 and min(gains) > 0
+
+
+def test_members_train_on_augmented_batches_when_augmentation_is_on(tmp_path):
+    run = build(compose([*SMALL, "augmentation=[affine,noise]"], output_dir=tmp_path))
+    assert run.module.augment is not None and len(run.module.augment) == 2

@@ -25,10 +25,10 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from reglab.data import DataModule, bootstrap_index
-from reglab.models import StackedMLP, penalized_parameters
+from reglab.models import StackedMLP
 from reglab.module import RegLabModule
 from reglab.protocols import EarlyStopping71, Outcome
-from reglab.run import Run, build_callbacks, build_module, build_trainer
+from reglab.run import Run, build_callbacks, build_net, build_trainer, module_kwargs
 
 
 def vote(predictions: Tensor, task: str, rule: str = "soft") -> Tensor:
@@ -186,22 +186,8 @@ def build_bagging_module(
 ) -> BaggingModule:
     """A BaggingModule over k freshly initialized members (drawn one after another)."""
     k = cfg.ensemble.members
-    nets = members or [build_module(cfg, dm).net for _ in range(k)]
-    base = build_module(cfg, dm)  # optimizer, regularizer, inference… as configured
-    module = BaggingModule(
-        net=StackedMLP(nets),
-        regularizer=base.regularizer,
-        optimizer=base.optimizer_factory,
-        task=dm.task,
-        n_outputs=dm.n_outputs,
-        scheduler=base.scheduler_factory,
-        scheduler_interval=base.scheduler_interval,
-        batch_size=dm.batch_size,
-        gradient_clip_val=base.clip_val,
-        gradient_clip_algorithm=base.clip_algorithm,
-        inference=base.inference,
-        vote=cfg.ensemble.vote,
-    )
+    nets = members or [build_net(cfg, dm) for _ in range(k)]
+    module = BaggingModule(net=StackedMLP(nets), vote=cfg.ensemble.vote, **module_kwargs(cfg, dm))
     x, y = dm.splits["train"]
     module.oob = (x, y, out_of_bag_mask(dm, k))
     return module
@@ -217,9 +203,8 @@ class SequentialBagging(EarlyStopping71):
         trained, stops = [], []
         for i in range(k):
             dm = instantiate(cfg.data, bootstrap=i).prepare()
-            module = build_module(cfg, dm)
-            module.net = ensemble.net.member(i)  # the vectorized path's member i, as it started
-            module.weights = penalized_parameters(module.net, module.regularizer.include_bias)
+            # the vectorized path's member i, as it started
+            module = RegLabModule(net=ensemble.net.member(i), **module_kwargs(cfg, dm))
             trainer = build_trainer(
                 cfg,
                 dm,

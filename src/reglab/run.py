@@ -71,24 +71,32 @@ def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | 
     return val_check_interval
 
 
+def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
+    """A freshly initialized network (from the current RNG state), sized by the data."""
+    return instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs)
+
+
+def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
+    """What a module is trained with besides its network: the same for one model or k."""
+    scheduler = cfg.get("scheduler") or {}
+    return {
+        "regularizer": instantiate(cfg.regularizer),
+        "optimizer": instantiate(cfg.optimizer),
+        "scheduler": instantiate(scheduler.get("scheduler")) if scheduler else None,
+        "scheduler_interval": scheduler.get("interval", "epoch"),
+        "task": dm.task,
+        "n_outputs": dm.n_outputs,
+        "batch_size": dm.batch_size,
+        "gradient_clip_val": cfg.trainer.get("gradient_clip_val"),
+        "gradient_clip_algorithm": cfg.trainer.get("gradient_clip_algorithm") or "norm",
+        "inference": instantiate(cfg.inference) if cfg.get("inference") else None,
+        "augment": build_augmentation(cfg, dm),
+    }
+
+
 def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
     """A freshly initialized network (from the current RNG state) in its LightningModule."""
-    net = instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs)
-    scheduler = cfg.get("scheduler") or {}
-    return RegLabModule(
-        net=net,
-        regularizer=instantiate(cfg.regularizer),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(scheduler.get("scheduler")) if scheduler else None,
-        scheduler_interval=scheduler.get("interval", "epoch"),
-        task=dm.task,
-        n_outputs=dm.n_outputs,
-        batch_size=dm.batch_size,
-        gradient_clip_val=cfg.trainer.get("gradient_clip_val"),
-        gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm") or "norm",
-        inference=instantiate(cfg.inference) if cfg.get("inference") else None,
-        augment=build_augmentation(cfg, dm),
-    )
+    return RegLabModule(net=build_net(cfg, dm), **module_kwargs(cfg, dm))
 
 
 def build_augmentation(cfg: DictConfig, dm: DataModule) -> Augmentation | None:
