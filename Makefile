@@ -12,7 +12,7 @@ install: $(STAMP)
 # Re-install only when the declared or pinned dependencies change.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,launchers]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,launchers,optuna]'
 	touch $(STAMP)
 
 train: install
@@ -26,7 +26,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The slurm tests (tests/test_slurm.py) run on a throwaway local SLURM, started before pytest
+# where it can be (root, Debian) and always stopped after it; elsewhere they skip.
+SLURM_LOCAL_DIR ?= /tmp/reglab-slurm
 test: lint
+	@export SLURM_LOCAL_DIR=$(SLURM_LOCAL_DIR) SLURM_CONF=$(SLURM_LOCAL_DIR)/slurm.conf; \
+	scripts/slurm_local.sh up >/dev/null || echo "make test: no local SLURM: the slurm tests will skip"; \
+	trap 'scripts/slurm_local.sh down' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/python -m pytest $(ARGS)
 
 benchmark: install

@@ -1,8 +1,18 @@
-"""CheckpointWriter: atomic writes, at most one per interval, nothing lost at the end."""
+"""CheckpointWriter: atomic writes, at most one per interval, nothing lost at the end; a
+checkpoint that does not fit the model config: one line naming the keys, nothing touched."""
 
+import shutil
+
+import pytest
 import torch
+from conftest import run_cli
+from omegaconf import OmegaConf
 
+import reglab
+from reglab.config import ConfigError
+from reglab.protocols import check_checkpoint_fits
 from reglab.records import CheckpointWriter
+from reglab.run import build
 
 
 def test_due_checkpoints_wait_in_memory_as_they_were_and_are_written_at_teardown(tmp_path):
@@ -40,3 +50,54 @@ def test_a_removed_checkpoint_is_not_written_later(tmp_path):
     writer.remove_checkpoint(path)
     writer.teardown()
     assert not path.exists()
+
+
+# -- a checkpoint that does not fit the model config ---------------------------------------------
+def _files(run_dir):
+    """Every file of a run (bytes and mtime), but the config that resume= rewrites."""
+    return {
+        p.relative_to(run_dir): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and ".hydra" not in p.parts and p.name != "config.yaml"
+    }
+
+
+def test_resuming_with_a_model_config_the_checkpoint_does_not_fit_fails_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("trainer.max_epochs=1", "model.hidden_sizes=[32]", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = OmegaConf.load(run_dir / "config.yaml")
+    config.model.hidden_sizes = [16, 16]  # the run's config no longer describes its checkpoint
+    OmegaConf.save(config, run_dir / "config.yaml")
+    before = _files(run_dir)
+
+    proc = run_cli(f"resume={run_dir}")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("reglab: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert errors[0] == (
+        f"reglab: error: checkpoint {run_dir / 'checkpoints' / 'last.ckpt'} does not fit model"
+        " config: net.0.weight has shape (32, 64) in the checkpoint, (16, 64) in the model;"
+        " net.0.bias has shape (32,) in the checkpoint, (16,) in the model;"
+        " net.2.weight has shape (10, 32) in the checkpoint, (16, 16) in the model and 1 more;"
+        " missing: net.4.weight, net.4.bias"
+        " (allowed: the model config the checkpoint was trained with)"
+    )
+    assert _files(run_dir) == before  # checkpoints, event files, metrics, logs: untouched
+
+
+def test_a_checkpoint_of_another_model_names_the_missing_and_unexpected_keys(tmp_path):
+    quick = ["trainer.max_epochs=1", "logger=none", "callbacks.progress_bar=null"]
+    mlp, linear = tmp_path / "mlp", tmp_path / "linear"
+    reglab.train(reglab.compose([*quick, "model.hidden_sizes=[8]"], output_dir=mlp))
+    reglab.train(reglab.compose([*quick, "model=linear"], output_dir=linear))
+    last = mlp / "checkpoints" / "last.ckpt"
+    check_checkpoint_fits(last, build(reglab.compose([f"resume={mlp}"])).module)  # its own: fits
+
+    shutil.copy(linear / "checkpoints" / "best.ckpt", mlp / "checkpoints" / "best.ckpt")
+    with pytest.raises(ConfigError) as err:
+        reglab.train(reglab.compose([f"resume={mlp}"], output_dir=mlp))
+    message = str(err.value)
+    assert "\n" not in message and f"checkpoint {last} does not fit model config" in message
+    assert "missing: net.0.weight, net.0.bias, net.2.weight and 1 more" in message
+    assert "unexpected: net.weight, net.bias" in message

@@ -59,7 +59,11 @@ RULES: Sequence[Rule] = (
     ("regularizer.alpha", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
     ("regularizer.l1_ratio", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
-    ("data.task", lambda v: v in ("classification", "regression"), "classification or regression"),
+    (
+        "data.task",
+        lambda v: v in ("classification", "regression", "multitask"),
+        "classification, regression or multitask",
+    ),
     ("data.batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("data.eval_batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
@@ -90,7 +94,26 @@ RULES: Sequence[Rule] = (
     ("inference.mean", lambda v: v in ("arithmetic", "geometric"), "arithmetic or geometric"),
     ("ensemble.members", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("ensemble.vote", lambda v: v in ("soft", "hard"), "soft or hard"),
+    (
+        "data.labeled_fraction",
+        lambda v: v is None or (_number(v) and 0 < v <= 1),
+        "null (all labelled) or a fraction in (0, 1]",
+    ),
+    ("model.recon_weight", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
+    ("model.code_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    (
+        "model.trunk_sizes",
+        lambda v: isinstance(v, Sequence) and len(v) >= 1 and all(_int(h) and h >= 1 for h in v),
+        "a non-empty list of positive integers, e.g. [256]",
+    ),
+    (
+        "model.head_sizes",
+        lambda v: isinstance(v, Sequence) and all(_int(h) and h >= 1 for h in v),
+        "a list of positive integers, e.g. [] or [64]",
+    ),
 )
+
+TASK_KINDS = ("classification", "regression")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -102,6 +125,7 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
         if not ok(value):
             raise ConfigError(f"{key}={_show(value)} is not allowed (allowed: {allowed})")
+    _validate_model_data(cfg)
     protocol = str(OmegaConf.select(cfg, "protocol._target_", default="") or "")
     if not protocol.endswith("EarlyStopping71") and protocol and cfg.data.val_fraction == 0:
         raise ConfigError(
@@ -143,6 +167,81 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction = {val} + {test} ≥ 1 leaves no training"
             " data (allowed: a sum < 1)"
+        )
+
+
+def _model_kind(cfg: DictConfig) -> str:
+    target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
+    return {"MultiTaskNet": "multitask", "Autoencoder": "autoencoder"}.get(
+        target.rsplit(".", 1)[-1], "single"
+    )
+
+
+def _validate_model_data(cfg: DictConfig) -> None:
+    """Multi-task and semi-supervised models against the data they are given."""
+    kind, tasks = _model_kind(cfg), OmegaConf.select(cfg, "data.tasks", default=None)
+    if kind == "multitask" or tasks is not None:
+        _validate_tasks(cfg, tasks)
+    if kind == "multitask" and cfg.data.task != "multitask":
+        raise ConfigError(
+            f"model=multitask needs a data set with tasks, not data.task={cfg.data.task}"
+            " (allowed: data=digits_multitask or data=synthetic_multitask)"
+        )
+    if cfg.data.task == "multitask" and kind != "multitask":
+        raise ConfigError(
+            "data.task=multitask has one target per task: a single-output model cannot fit"
+            " them (allowed: model=multitask; data.use_tasks=[name] for one task)"
+        )
+    if kind == "autoencoder" and cfg.data.task != "classification":
+        raise ConfigError(
+            f"model=autoencoder classifies, not data.task={cfg.data.task}"
+            " (allowed: a classification data set, e.g. data=digits)"
+        )
+    if kind != "single" and OmegaConf.select(cfg, "ensemble.members"):
+        raise ConfigError(
+            f"ensemble=bagging stacks MLP or linear members, not model={kind}"
+            " (allowed: model=mlp or model=linear, or ensemble=none)"
+        )
+    if kind == "multitask" and cfg.get("inference"):
+        raise ConfigError(
+            "inference=mc samples one output distribution, not model=multitask's several"
+            " (allowed: inference=weight_scaling)"
+        )
+
+
+def _validate_tasks(cfg: DictConfig, tasks: Any) -> None:
+    """data.tasks: a non-empty mapping name → {kind, outputs, weight ≥ 0}, one weight > 0."""
+    if not tasks:
+        raise ConfigError(
+            f"data.tasks={_show(tasks)} declares no task (allowed: a mapping name →"
+            " {kind, outputs, weight}, e.g. data=digits_multitask)"
+        )
+    for name, spec in tasks.items():
+        key = f"data.tasks.{name}"
+        if not str(name).isidentifier():
+            raise ConfigError(f"{key}: the name is not allowed (allowed: a Python identifier)")
+        if spec.get("kind") not in TASK_KINDS:
+            raise ConfigError(
+                f"{key}.kind={spec.get('kind')} is not allowed (allowed: {' or '.join(TASK_KINDS)})"
+            )
+        least = 2 if spec.kind == "classification" else 1
+        if not (_int(spec.get("outputs")) and spec.outputs >= least):
+            raise ConfigError(
+                f"{key}.outputs={spec.get('outputs')} is not allowed (allowed: an integer ≥"
+                f" {least} for {spec.kind})"
+            )
+        weight = spec.get("weight", 1.0)
+        if not (_number(weight) and weight >= 0):
+            raise ConfigError(f"{key}.weight={weight} is not allowed (allowed: a number ≥ 0)")
+    used = OmegaConf.select(cfg, "data.use_tasks", default=None)
+    if used is not None and (not used or any(n not in tasks for n in used)):
+        raise ConfigError(
+            f"data.use_tasks={_show(list(used))} is not allowed (allowed: null or a non-empty"
+            f" list of {', '.join(tasks)})"
+        )
+    if not any(tasks[n].get("weight", 1.0) > 0 for n in (used or tasks)):
+        raise ConfigError(
+            "data.tasks: every weight is 0, nothing would be trained (allowed: a weight > 0)"
         )
 
 

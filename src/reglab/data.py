@@ -8,7 +8,7 @@ optimizer step still sees one minibatch (see `module.py`).
 """
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +19,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "multitask"]
+UNLABELED = -1  # the class of a training example whose label is hidden (semi-supervised)
 
 
 def make_synthetic(
@@ -69,7 +70,16 @@ class ChunkLoader:
     With `shuffle`, rows are permuted once per epoch by a seeded generator, so the order is
     a function of the seed alone. Each block is a contiguous slice of the permuted tensors
     (a view: no copy per step); the consumer splits it into minibatches.
+
+    Data-parallel (`trainer=ddp`, `world_size` processes): every process permutes alike and
+    walks the same global minibatches, one per block, of which process `rank` takes the
+    rank-th of `world_size` equal consecutive parts. DDP averages the parts' mean gradients:
+    the mean gradient of the whole minibatch, as in a single-process run. A minibatch whose
+    rows do not divide evenly (often the epoch's last) goes whole to every process, since
+    parts of unequal size would weigh their rows unequally in that average.
     """
+
+    batch_dim = 0  # the axis of rows in a block (BootstrapLoader: 1)
 
     def __init__(
         self,
@@ -79,6 +89,8 @@ class ChunkLoader:
         steps_per_chunk: int = 1,
         shuffle: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.x, self.y = x, y
         self.batch_size = min(batch_size, len(x))
@@ -87,21 +99,38 @@ class ChunkLoader:
             raise ValueError(
                 f"steps_per_chunk={steps_per_chunk} must divide {self.steps_per_epoch}"
             )
+        if world_size > 1 and steps_per_chunk != 1:
+            raise ValueError(f"steps_per_chunk={steps_per_chunk}: DDP takes 1 minibatch a block")
         self.steps_per_chunk = steps_per_chunk
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return self.steps_per_epoch // self.steps_per_chunk
 
+    def _epoch(self) -> tuple[Tensor, Tensor]:
+        """The epoch's rows in training order."""
+        if not self.shuffle:
+            return self.x, self.y
+        perm = torch.randperm(len(self.x), generator=self.generator)
+        return self.x[perm], self.y[perm]
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.x, self.y
-        if self.shuffle:
-            perm = torch.randperm(len(x), generator=self.generator)
-            x, y = x[perm], y[perm]
+        x, y = self._epoch()
+        dim, n = self.batch_dim, x.shape[self.batch_dim]
         rows = self.batch_size * self.steps_per_chunk
-        for start in range(0, len(x), rows):
-            yield x[start : start + rows], y[start : start + rows]
+        for start in range(0, n, rows):
+            size = min(rows, n - start)
+            yield self._part(x.narrow(dim, start, size)), self._part(y.narrow(dim, start, size))
+
+    def _part(self, block: Tensor) -> Tensor:
+        """This process's part of a global minibatch (all of it if the rows don't divide)."""
+        rows = block.shape[self.batch_dim]
+        if rows % self.world_size:
+            return block
+        part = rows // self.world_size
+        return block.narrow(self.batch_dim, self.rank * part, part)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
@@ -118,18 +147,17 @@ class BootstrapLoader(ChunkLoader):
     a separate run on resample i (`data.bootstrap=i`).
     """
 
+    batch_dim = 1
+
     def __init__(self, *args: Any, index: Tensor, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index  # (members, n)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _epoch(self) -> tuple[Tensor, Tensor]:
         n = self.index.shape[1]
         perm = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         rows = self.index[:, perm]
-        x, y = self.x[rows], self.y[rows]
-        step = self.batch_size * self.steps_per_chunk
-        for start in range(0, n, step):
-            yield x[:, start : start + step], y[:, start : start + step]
+        return self.x[rows], self.y[rows]
 
 
 class DataModule(pl.LightningDataModule):
@@ -152,6 +180,11 @@ class DataModule(pl.LightningDataModule):
         image_shape: tuple[int, ...] | None = None,
         train_size: int | None = None,
         bootstrap: int | None = None,
+        labeled_fraction: float | None = None,
+        keep_unlabeled: bool = False,
+        tasks: Mapping[str, Mapping[str, Any]] | None = None,
+        use_tasks: Sequence[str] | None = None,
+        labels_per_example: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -162,6 +195,13 @@ class DataModule(pl.LightningDataModule):
         self.seed = seed
         self.bootstrap = bootstrap
         self.train_size = train_size  # keep only this many training examples (small data)
+        self.labeled_fraction = labeled_fraction  # of the training split; the rest is hidden
+        self.keep_unlabeled = keep_unlabeled  # hidden labels become UNLABELED, else rows drop
+        # multi-task targets: one column per task, in this order (see multitask.py)
+        tasks = {k: dict(v) for k, v in (tasks or {}).items()}
+        self.task_columns = [list(tasks).index(name) for name in use_tasks or tasks]
+        self.tasks = {name: tasks[name] for name in use_tasks or tasks}
+        self.labels_per_example = labels_per_example  # tasks each training example keeps
         self.feature_mean: Tensor | None = None  # the training split's, for raw-unit transforms
         self.feature_std: Tensor | None = None
         self.oob_index: Tensor | None = None  # training rows left out of the bootstrap sample
@@ -182,6 +222,12 @@ class DataModule(pl.LightningDataModule):
         parts = self._split(x, y)
         if self.train_size is not None:
             parts["train"] = self._subsample(*parts["train"])
+        if self.labels_per_example is not None:
+            parts["train"] = self._spread_labels(*parts["train"])
+        if self.tasks:
+            parts = {name: self._select_tasks(*part) for name, part in parts.items()}
+        if self.labeled_fraction is not None and self.labeled_fraction < 1:
+            parts["train"] = self._hide_labels(*parts["train"])
         scaler = StandardScaler().fit(parts["train"][0])
         self.feature_mean = torch.tensor(scaler.mean_, dtype=torch.float32)
         self.feature_std = torch.tensor(scaler.scale_, dtype=torch.float32)
@@ -234,6 +280,49 @@ class DataModule(pl.LightningDataModule):
         )
         return x, y
 
+    def _spread_labels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Multi-task data where tasks are labelled on different examples: training example
+        i keeps the targets of `labels_per_example` tasks (in turn over a seeded shuffle, so
+        every task gets the same share), the others become NaN (missing)."""
+        tasks = y.shape[1]
+        order = np.random.default_rng([self.seed, tasks]).permutation(len(y))
+        spread = np.full(y.shape, np.nan)
+        for j in range(min(self.labels_per_example, tasks)):
+            column = (order + j) % tasks
+            spread[np.arange(len(y)), column] = y[np.arange(len(y)), column]
+        return x, spread
+
+    def _select_tasks(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The columns of `use_tasks`, and the examples with a target for one of them (all
+        tasks are split and spread first, so a single-task run sees exactly the examples
+        that task has in the multi-task run)."""
+        y = y[:, self.task_columns].astype(np.float64)
+        labeled = ~np.isnan(y).all(axis=1)
+        return x[labeled], y[labeled]
+
+    def _hide_labels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the labels of `labeled_fraction` of the training examples (stratified when
+        possible, a function of the seed); the others become UNLABELED, or are dropped."""
+        n = len(y)
+        count = max(1, round(self.labeled_fraction * n))
+        self.n_labeled = count
+        if count >= n:
+            return x, y
+        rows = np.arange(n)
+        try:
+            stratify = y if self.task == "classification" else None
+            labeled = train_test_split(
+                rows, train_size=count, random_state=self.seed, stratify=stratify
+            )[0]
+        except ValueError:  # fewer labelled examples than classes: a plain random draw
+            labeled = train_test_split(rows, train_size=count, random_state=self.seed)[0]
+        labeled = np.sort(labeled)
+        if not self.keep_unlabeled:
+            return x[labeled], y[labeled]
+        hidden = np.full_like(y, UNLABELED)
+        hidden[labeled] = y[labeled]
+        return x, hidden
+
     def _targets(self, y: np.ndarray) -> Tensor:
         if self.task == "classification":
             return torch.from_numpy(y.astype(np.int64))
@@ -247,6 +336,8 @@ class DataModule(pl.LightningDataModule):
 
     @property
     def n_outputs(self) -> int:
+        if self.tasks:
+            return sum(int(t["outputs"]) for t in self.tasks.values())
         y = torch.cat([ys for _, ys in self.prepare().splits.values()])
         return int(y.max()) + 1 if self.task == "classification" else y.shape[1]
 
@@ -283,15 +374,16 @@ class DataModule(pl.LightningDataModule):
         if self._train_loader is None:
             x, y = self.training_tensors()
             args = (x, y, self.batch_size, self.steps_per_chunk)
+            kwargs = {"shuffle": True, "seed": self.seed}
+            if self.trainer is not None:  # trainer=ddp: this process's part of each minibatch
+                kwargs.update(rank=self.trainer.global_rank, world_size=self.trainer.world_size)
             if self.members:
                 index = torch.stack(
                     [bootstrap_index(len(x), self.seed, i) for i in range(self.members)]
                 )
-                self._train_loader = BootstrapLoader(
-                    *args, shuffle=True, seed=self.seed, index=index
-                )
+                self._train_loader = BootstrapLoader(*args, **kwargs, index=index)
             else:
-                self._train_loader = ChunkLoader(*args, shuffle=True, seed=self.seed)
+                self._train_loader = ChunkLoader(*args, **kwargs)
         return self._train_loader
 
     def _eval_loader(self, split: str) -> ChunkLoader | list:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from reglab.augmentation import Augmentation
 from reglab.dropout import MonteCarlo, predictive_entropy, weight_scaling
 from reglab.models import penalized_parameters
+from reglab.records import log_images
 from reglab.regularizers import Regularizer
 
 
@@ -105,6 +106,11 @@ class RegLabModule(pl.LightningModule):
     # (an ensemble trains k models on (k, batch, …) blocks: see bagging.py)
     batch_dim, models = 0, 1
 
+    def train_output(self, x: Tensor) -> Tensor:
+        """What a training step computes from a minibatch (the network's output; a model
+        with more than one output concatenates them: see `semi_supervised.py`)."""
+        return self.net(x)
+
     def step_loss(self, output: Tensor, y: Tensor) -> Tensor:
         """The loss one optimizer step minimizes: J on the minibatch (for k models, the sum
         of their J, so each gets the gradient of its own)."""
@@ -116,15 +122,16 @@ class RegLabModule(pl.LightningModule):
     def _log_augmented_samples(self, count: int = 16) -> None:
         """Training images before and after augmentation, to TensorBoard's IMAGES tab."""
         augment = self.augment
-        writers = [lg.experiment for lg in self.loggers if hasattr(lg.experiment, "add_images")]
-        if augment is None or augment.image_shape is None or not writers:
+        shown = any(hasattr(lg.experiment, "add_images") for lg in self.loggers)
+        if augment is None or augment.image_shape is None or not shown:
             return
         x = self.trainer.datamodule.splits["train"][0][:count].to(self.device)
-        for tag, batch in (("original", x), ("augmented", augment(x))):
-            images = (batch * augment.std + augment.mean).reshape(-1, *augment.image_shape)
-            images = (images - images.min()) / (images.max() - images.min() + 1e-12)
-            for writer in writers:
-                writer.add_images(f"augmentation/{tag}", images.cpu(), self.step)
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # showing samples leaves training's draws be
+            augmented = augment(x)
+        for tag, batch in (("original", x), ("augmented", augmented)):
+            args = (augment.image_shape, augment.mean.cpu(), augment.std.cpu(), self.step)
+            log_images(self.loggers, f"augmentation/{tag}", batch, *args)
 
     def clip_(self, opt: Any) -> None:
         self.clip_gradients(opt, self.clip_val, self.clip_algorithm)
@@ -143,7 +150,7 @@ class RegLabModule(pl.LightningModule):
         ):
             if 0 <= max_steps <= self.trainer.global_step:
                 break
-            output = self.net(xb)
+            output = self.train_output(xb)
             loss = self.step_loss(output, yb)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
@@ -177,9 +184,13 @@ class RegLabModule(pl.LightningModule):
                 "train/loss": objective,
                 "train/data_loss": data_loss,
                 "train/penalty": penalty,
-                f"train/{self.metric_name}": self._batch_metric(output, y),
+                **self.train_metrics(output, y),
             }
         )
+
+    def train_metrics(self, output: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Metrics of the outputs a chunk's steps produced, beside the loss."""
+        return {f"train/{self.metric_name}": self._batch_metric(output, y)}
 
     @torch.no_grad()
     def _batch_metric(self, output: Tensor, y: Tensor) -> Tensor:

@@ -16,15 +16,20 @@ from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 log = logging.getLogger("reglab")
 
 
+def _worth_a_glance(key: str) -> bool:
+    split, name, *task_metric = key.split("/")
+    if task_metric:  # multi-task `split/<task>/<metric>`: each task's validation metric
+        return split == "val" and task_metric != ["loss"]
+    member = name.startswith("member_") and not key.endswith("_mean")  # bagging: the mean
+    return split in ("train", "val") and key != "train/data_loss" and not member
+
+
 def _shown(trainer: pl.Trainer) -> dict[str, float]:
     """The scalars worth a glance: losses and metrics of the training and validation sets."""
     return {
         k: float(v)
         for k, v in sorted(trainer.callback_metrics.items())
-        if k.split("/")[0] in ("train", "val")
-        and k != "train/data_loss"
-        and not (k.split("/")[1].startswith("member_") and not k.endswith("_mean"))
-        and v.numel() == 1
+        if "/" in k and _worth_a_glance(k) and v.numel() == 1
     }
 
 

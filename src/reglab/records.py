@@ -209,3 +209,23 @@ def format_table(metrics: Mapping[str, float]) -> str:
 
 def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def log_images(
+    loggers: list[pl.loggers.Logger],
+    tag: str,
+    x: torch.Tensor,
+    shape: tuple[int, ...],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    step: int,
+) -> None:
+    """Standardized flat examples (N, features) as images in TensorBoard's IMAGES tab:
+    back to pixel units, then scaled to [0, 1] over the batch (one contrast for all)."""
+    writers = [lg.experiment for lg in loggers if hasattr(lg.experiment, "add_images")]
+    if not writers:
+        return
+    images = (x.detach().cpu() * std + mean).reshape(-1, *shape)
+    images = (images - images.min()) / (images.max() - images.min() + 1e-12)
+    for writer in writers:
+        writer.add_images(tag, images, step)

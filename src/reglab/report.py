@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import statistics
 import sys
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ SEED = "seed"
 MISSING = "—"
 # the report's metric: the first of these that the finished jobs have; True: higher is better
 # (val/best, the best value of `monitor`, when there is no test split: as `monitor_mode` says)
+TASK_METRIC = re.compile(r"^test/[^/]+/(acc|mse)$")  # a multi-task run's per-task metrics
 METRICS = {"test/acc": True, "test/mse": False, "test/loss": False, "val/best": False}
 LABELS = {
     "test/acc": "test accuracy",
@@ -192,6 +194,10 @@ class Sweep:
     rows: list[Row]  # sorted by the swept keys
     metric: str
     higher_is_better: bool
+
+    @property
+    def finished_jobs(self) -> list[Job]:
+        return [j for j in self.jobs if j.finished]
 
     @property
     def failed(self) -> list[Job]:
@@ -353,6 +359,11 @@ def _header(sweep: Sweep) -> list[str]:
     ]
     if sweep.fixed:
         lines.append(f"- **fixed:** `{fmt_overrides(sweep.fixed)}`")
+    if any(TASK_METRIC.match(k) for j in sweep.finished_jobs for k in j.metrics):
+        lines.append(
+            f"- **multi-task:** `{sweep.metric}` sums the task losses of the tasks a run"
+            " trained on: compare tasks in the per-task table below"
+        )
     best = sweep.best()
     if best is not None:
         lines.append(
@@ -398,6 +409,31 @@ def _table(sweep: Sweep) -> list[str]:
     return lines
 
 
+def _task_table(sweep: Sweep) -> list[str]:
+    """Multi-task sweeps: each task's test metric per configuration (`test/<task>/<metric>`)."""
+    keys = list(
+        dict.fromkeys(
+            k for j in sweep.jobs if j.finished for k in j.metrics if TASK_METRIC.match(k)
+        )
+    )
+    if not keys:
+        return []
+    names = [*sweep.keys] if sweep.keys else ["configuration"]
+    lines = [
+        "",
+        "## Per task (test, mean ± std)",
+        "",
+        "| " + " | ".join([*names, *keys]) + " |",
+        "|" + "|".join([":---"] * len(names) + ["---:"] * len(keys)) + "|",
+    ]
+    for row in sweep.rows:
+        labels = [_cell(row.values[k]) for k in sweep.keys] or ["all runs"]
+        stats = [row.stat(k) for k in keys]
+        cells = [fmt_mean_std(*stat) if stat else MISSING for stat in stats]
+        lines.append("| " + " | ".join(labels + cells) + " |")
+    return lines
+
+
 def _failures(sweep: Sweep) -> list[str]:
     if not sweep.failed:
         return []
@@ -412,7 +448,8 @@ def _failures(sweep: Sweep) -> list[str]:
 def render_markdown(sweep: Sweep, image: str = "report.png") -> str:
     """report.md: header, plot, one table row per configuration, failed jobs."""
     plot = f"![{sweep.metric} against the swept keys]({image})"
-    lines = [*_header(sweep), "", plot, "", *_table(sweep), *_failures(sweep)]
+    lines = [*_header(sweep), "", plot, "", *_table(sweep), *_task_table(sweep)]
+    lines += _failures(sweep)
     return "\n".join(lines) + "\n"
 
 

@@ -19,12 +19,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities import rank_zero_only
 
+from reglab import distributed
 from reglab.augmentation import Augmentation
 from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
 from reglab.data import DataModule
 from reglab.module import RegLabModule
+from reglab.multitask import MultiTaskModule, MultiTaskNet
 from reglab.records import CheckpointWriter
+from reglab.semi_supervised import Autoencoder, SemiSupervisedModule
 
 log = logging.getLogger("reglab")
 
@@ -58,6 +62,8 @@ def quiet_libraries() -> None:
         ".*exists and is not empty.*",  # the run directory Hydra just made (holds .hydra/)
         ".*LeafSpec.*",
         ".*`isinstance.*treespec.*",
+        # SLURM jobs are started by submitit (hydra/launcher=slurm), not by `srun python …`
+        ".*The `srun` command is available on your system but is not used.*",
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -72,8 +78,20 @@ def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | 
 
 
 def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
-    """A freshly initialized network (from the current RNG state), sized by the data."""
-    return instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs)
+    """A freshly initialized network (from the current RNG state), sized by the data (and
+    given the data's tasks, for a multi-task network)."""
+    tasks = {"tasks": dm.tasks} if dm.tasks else {}
+    return instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs, **tasks)
+
+
+def module_class(net: torch.nn.Module) -> type[RegLabModule]:
+    """The objective follows the network: one head per task sums the task losses, an
+    autoencoder adds reconstruction on unlabelled data; any other is one plain J."""
+    if isinstance(net, MultiTaskNet):
+        return MultiTaskModule
+    if isinstance(net, Autoencoder):
+        return SemiSupervisedModule
+    return RegLabModule
 
 
 def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
@@ -96,7 +114,8 @@ def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
 
 def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
     """A freshly initialized network (from the current RNG state) in its LightningModule."""
-    return RegLabModule(net=build_net(cfg, dm), **module_kwargs(cfg, dm))
+    net = build_net(cfg, dm)
+    return module_class(net)(net=net, **module_kwargs(cfg, dm))
 
 
 def build_augmentation(cfg: DictConfig, dm: DataModule) -> Augmentation | None:
@@ -143,13 +162,19 @@ def build_trainer(
 
     Each Lightning batch is a chunk of k = gcd(n, steps per epoch) optimizer steps, so a
     validation (every n/k chunks) and an epoch's end (every steps/k chunks) both fall on
-    chunk boundaries and n stays exact.
+    chunk boundaries and n stays exact. Under DDP k = 1: each process then gets its part of
+    one global minibatch per Lightning batch (data.ChunkLoader), which the module takes as
+    one step whatever the part's size. (DDP would synchronize k > 1 steps too: see
+    distributed.py.)
     """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in REGLAB_TRAINER_KEYS:
         kwargs.pop(key, None)
     n = validation_schedule(dm.steps_per_epoch, cfg.trainer.val_check_interval)
-    dm.steps_per_chunk = math.gcd(n, dm.steps_per_epoch)
+    parallel = distributed.world_size(cfg) > 1
+    dm.steps_per_chunk = 1 if parallel else math.gcd(n, dm.steps_per_epoch)
+    if parallel:
+        callbacks = [*callbacks, distributed.RankSeeds(cfg.seed)]
     kwargs.update(
         callbacks=callbacks,
         logger=loggers or False,
@@ -203,11 +228,15 @@ def build(cfg: DictConfig) -> Run:
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
+    if rank_zero_only.rank == 0:  # trainer=ddp: one process writes the run (distributed.py)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
-        dm: DataModule = instantiate(cfg.data).prepare()
+        # a model with a reconstruction term learns from unlabelled examples too; any
+        # other trains on the labelled ones only (`data.labeled_fraction`)
+        keep_unlabeled = (cfg.model.get("recon_weight") or 0) > 0
+        dm: DataModule = instantiate(cfg.data, keep_unlabeled=keep_unlabeled).prepare()
     except ValueError as err:  # a value the data set cannot satisfy (e.g. data.train_size)
         raise ConfigError(str(err)) from err
     if (cfg.get("ensemble") or {}).get("members"):

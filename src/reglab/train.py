@@ -7,6 +7,7 @@ docs/architecture.md.
 """
 
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from reglab import learning_curve
+from reglab import distributed, learning_curve
 from reglab.bagging import SequentialBagging
 from reglab.config import CONFIG_DIR, ConfigError
 from reglab.module import NonFiniteLossError
@@ -61,6 +62,8 @@ def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run described by `cfg`; return its final metrics (also in metrics.json)."""
+    if distributed.needs_launch(cfg):  # trainer=ddp on this machine: start the other ranks
+        return distributed.launch(train, cfg)
     run = build(cfg)
     protocol = instantiate(cfg.protocol) if cfg.get("protocol") else EarlyStopping71()
     if (cfg.get("ensemble") or {}).get("members") and not cfg.ensemble.vectorized:
@@ -74,9 +77,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics = {**test(outcome, run), **outcome.metrics, **outcome.module.weight_stats()}
     except NonFiniteLossError as err:
         seconds = round(time.perf_counter() - start, 3)
-        write_json(
-            run.run_dir / "run.json", {"status": "failed", "error": str(err), "seconds": seconds}
-        )
+        if trainer.is_global_zero:
+            failed = {"status": "failed", "error": str(err), "seconds": seconds}
+            write_json(run.run_dir / "run.json", failed)
         close_loggers(trainer.loggers)
         raise RunFailed(f"{err}; best checkpoint and logs kept in {run.run_dir}") from err
     seconds = round(time.perf_counter() - start, 3)
@@ -84,6 +87,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if len(outcome.phases) > 1:  # the parameters phase 2 ended with, beside phase 1's θ*
         trainer.save_checkpoint(run.run_dir / "checkpoints" / "final.ckpt")
         trainer.strategy.checkpoint_io.teardown()
+    if not trainer.is_global_zero:  # trainer=ddp: rank 0 writes the run's records
+        return metrics
     save_learning_curve(outcome, metrics, run.run_dir)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else None
     hparams = flat_hparams(cfg, choices)
@@ -110,7 +115,11 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
             raise  # Hydra records the failed job and the sweep goes on
         print(f"reglab: error: {err}", file=sys.stderr)
         sys.exit(2 if isinstance(err, ConfigError) else 1)
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+    objective = metrics.get(cfg.get("optimized_metric") or "", None)
+    # a sweeper cannot rank NaN (hydra-optuna-sweeper crashes on it): the job fails instead
+    if HydraConfig.get().mode == RunMode.MULTIRUN and math.isnan(objective or 0.0):
+        raise RunFailed(f"{cfg.optimized_metric} is NaN, which a sweeper cannot rank")
+    return objective
 
 
 def main() -> None:

@@ -1,0 +1,151 @@
+"""Semi-supervised learning: a supervised task + unsupervised reconstruction (§7.6).
+
+Labelled examples are few, unlabelled ones many. The lecture's picture ("Supervised Task +
+Unsupervised Data Reconstruction") shares one representation h = f(x) between a model of
+P(y | x) and an unsupervised model of x, here an autoencoder: x → encoder → h → decoder
+→ x̂, with a classifier head on h. Reconstruction asks h to explain every x, so the few
+labels fit a representation shaped by all the data instead of by themselves alone:
+
+    J(θ) = (1/|L|) Σ_{i∈L} CE(g(hᵢ), yᵢ)  +  λ · (1/n) Σ_{i=1..n} ‖x̂ᵢ − xᵢ‖² / d
+
+with L the labelled examples of a minibatch, n all of them, d the number of features and
+λ = `model.recon_weight`. Unlabelled examples carry the class `data.UNLABELED` and are
+ignored by the first term: they reach the parameters through reconstruction only.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import Tensor, nn
+
+from reglab.data import UNLABELED
+from reglab.models import ACTIVATIONS, MLP
+from reglab.module import RegLabModule
+from reglab.records import log_images
+
+
+class Autoencoder(nn.Module):
+    """Encoder MLP → code h → decoder MLP (the mirror image), and a classifier on h.
+
+    `forward` is the supervised model x → class scores, so validation, test and dropout
+    inference treat it as any classifier; `reconstruct` is the unsupervised one.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_sizes: Sequence[int] = (256,),
+        code_size: int = 32,
+        head_sizes: Sequence[int] = (),
+        activation: str = "relu",
+        dropout: Mapping[str, float] | None = None,
+        recon_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        rates = {"input": 0.0, "hidden": 0.0, **(dropout or {})}
+        self.encoder = nn.Sequential(
+            MLP(in_features, code_size, hidden_sizes, activation, rates),
+            ACTIVATIONS[activation](),
+        )
+        self.decoder = MLP(code_size, in_features, list(reversed(hidden_sizes)), activation)
+        head_rates = {"input": rates["hidden"], "hidden": rates["hidden"]}
+        self.classifier = MLP(code_size, out_features, head_sizes, activation, head_rates)
+        self.recon_weight = recon_weight  # λ: read by SemiSupervisedModule
+        self.dropout_rates = rates
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.encoder(x))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+    def forward_both(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Class scores and reconstruction from one pass through the encoder."""
+        h = self.encoder(x)
+        return self.classifier(h), self.decoder(h)
+
+
+class SemiSupervisedModule(RegLabModule):
+    """RegLabModule minimizing CE on labelled examples + λ·reconstruction MSE on all.
+
+    Logs `train|val|test/recon_mse` beside the classification metrics, and for image data
+    a grid of validation inputs over their reconstructions every `image_every_n_epochs`.
+    """
+
+    def __init__(self, *args: Any, image_every_n_epochs: int = 5, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recon_weight = self.net.recon_weight
+        self.n_classes = self.net.classifier[-1].out_features
+        self.image_every_n_epochs = image_every_n_epochs
+        self._last_image_epoch = -1
+        for split in ("val", "test"):
+            self.metrics[f"{split}_recon"] = torchmetrics.MeanMetric()
+
+    def train_output(self, x: Tensor) -> Tensor:
+        """[class scores | x̂ − x]: the step loss needs both, and x only through x̂ − x."""
+        scores, reconstruction = self.net.forward_both(x)
+        return torch.cat([scores, reconstruction - x], dim=-1)
+
+    def _parts(self, output: Tensor) -> tuple[Tensor, Tensor]:
+        return output[..., : self.n_classes], output[..., self.n_classes :]
+
+    @staticmethod
+    def supervised_loss(scores: Tensor, y: Tensor) -> Tensor:
+        """Mean cross-entropy over the labelled examples (0 if the batch has none)."""
+        labeled = (y != UNLABELED).sum().clamp(min=1)
+        return F.cross_entropy(scores, y, ignore_index=UNLABELED, reduction="sum") / labeled
+
+    def step_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        scores, residual = self._parts(output)
+        return self.supervised_loss(scores, y) + self.recon_weight * residual.square().mean()
+
+    @torch.no_grad()
+    def train_metrics(self, output: Tensor, y: Tensor) -> dict[str, Tensor]:
+        scores, residual = self._parts(output)
+        return {
+            "train/acc": self._batch_metric(scores, y),
+            "train/supervised_loss": self.supervised_loss(scores, y),
+            "train/recon_mse": residual.square().mean(),
+        }
+
+    def _batch_metric(self, output: Tensor, y: Tensor) -> Tensor:
+        """Accuracy on the labelled examples only."""
+        labeled = y != UNLABELED
+        return (output.argmax(-1)[labeled] == y[labeled]).float().mean()
+
+    def eval_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
+        return F.nll_loss(prediction, y, ignore_index=UNLABELED)
+
+    # -- evaluation: the classifier's metrics, plus reconstruction ---------------------------
+    def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
+        super()._evaluate(split, batch)
+        x = batch[0]
+        self.metrics[f"{split}_recon"].update(F.mse_loss(self.net.reconstruct(x), x), len(x))
+
+    def _compute(self, split: str) -> dict[str, Tensor]:
+        values = super()._compute(split)
+        values[f"{split}/recon_mse"] = self.metrics[f"{split}_recon"].compute()
+        self.metrics[f"{split}_recon"].reset()
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        epoch = self.current_epoch
+        if epoch % self.image_every_n_epochs == 0 and epoch != self._last_image_epoch:
+            self._last_image_epoch = epoch
+            self.log_reconstructions("val")
+
+    @torch.no_grad()
+    def log_reconstructions(self, split: str, count: int = 16) -> None:
+        """Inputs and their reconstructions, side by side in TensorBoard's IMAGES tab."""
+        dm = self.trainer.datamodule
+        if dm is None or dm.image_shape is None or self.trainer.sanity_checking:
+            return
+        x = dm.splits[split][0][:count].to(self.device)
+        args = (dm.image_shape, dm.feature_mean, dm.feature_std, self.step)
+        log_images(self.loggers, "reconstruction/input", x, *args)
+        log_images(self.loggers, "reconstruction/output", self.net.reconstruct(x), *args)
