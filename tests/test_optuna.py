@@ -98,7 +98,7 @@ def test_a_nan_objective_fails_its_trial_instead_of_ending_the_study(tmp_path):
         f"sys.path.insert(0, {str(ROOT / 'src')!r})\n"
         "from hydra.core.hydra_config import HydraConfig\n"
         "import importlib\n"
-        "entry = importlib.import_module('reglab.train')\n"
+        "entry = importlib.import_module('reglab.training')\n"
         "real = entry.train\n"
         "def train(cfg):\n"
         "    metrics = real(cfg)\n"
@@ -106,7 +106,7 @@ def test_a_nan_objective_fails_its_trial_instead_of_ending_the_study(tmp_path):
         "        metrics['val/best'] = math.nan\n"
         "    return metrics\n"
         "entry.train = train\n"
-        "entry.main()\n"
+        "importlib.import_module('reglab.cli').main()\n"
     )
     sweep = tmp_path / "sweep"
     args = ("hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={sweep}")

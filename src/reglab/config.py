@@ -2,7 +2,7 @@
 
 Hydra already rejects unknown groups, options and keys; these rules reject values that
 compose fine but make no sense. A violation raises `ConfigError`, whose one-line message
-names the key, the value and what is allowed; `train.main` prints it without a traceback.
+names the key, the value and what is allowed; `cli.main` prints it without a traceback.
 """
 
 from collections.abc import Callable, Sequence
@@ -13,12 +13,8 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from reglab.cli import CONFIG_DIR  # (registers the resume_or resolver)
 from reglab.models import ACTIVATIONS
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-# `hydra.run.dir: ${resume_or:${resume},outputs/…}`: a resumed run continues in its own directory
-OmegaConf.register_new_resolver("resume_or", lambda path, default: path or default, replace=True)
 
 RUN_CONFIG = "config.yaml"  # the resolved config a run trained with, in its run directory
 

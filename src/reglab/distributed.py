@@ -245,7 +245,7 @@ class _Watch(threading.Thread):
 
 def worker() -> None:
     """Ranks 1… of `launch`: the same run, from the resolved config rank 0 handed over."""
-    from reglab.train import RunFailed, train
+    from reglab.training import RunFailed, train
 
     cfg = OmegaConf.create(os.environ.pop(CONFIG_ENV))
     try:

@@ -10,7 +10,7 @@ backward pass, so the module uses manual optimization and runs a *chunk* of cons
 minibatches (several optimizer steps) per Lightning step. Every optimizer step still goes
 through Lightning's optimizer wrapper, so `global_step` counts optimizer steps (the i of
 Algorithm 7.1), `on_before_optimizer_step` callbacks fire, and gradient clipping and
-step-wise schedulers act per step; the chunk boundaries are chosen by `train.py` to fall
+step-wise schedulers act per step; the chunk boundaries are chosen by `run.build_trainer` to fall
 on every validation point.
 """
 
@@ -311,7 +311,7 @@ class RegLabModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         # at the optimizer step the run ended on, like every other scalar (Lightning's own
-        # logging would put them at its count of chunks); train.py reads test_results
+        # logging would put them at its count of chunks); training.py reads test_results
         count = self._mc_sums.pop("_count", None)
         mc = {k: v / count for k, v in self._mc_sums.items()} if count else {}
         self._mc_sums = {}

@@ -7,24 +7,19 @@ docs/architecture.md.
 """
 
 import logging
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from reglab import distributed, learning_curve
 from reglab.bagging import SequentialBagging
-from reglab.config import CONFIG_DIR, ConfigError
 from reglab.module import NonFiniteLossError
 from reglab.protocols import EarlyStopping71, Outcome
 from reglab.records import close_loggers, flat_hparams, format_table, log_final, write_json
@@ -102,29 +97,3 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("run directory: %s", run.run_dir)
     log.info("inspect it with: tensorboard --logdir %s", run.run_dir)
     return metrics
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def _hydra_entry(cfg: DictConfig) -> float | None:
-    with open_dict(cfg):
-        cfg.output_dir = HydraConfig.get().runtime.output_dir
-    try:
-        metrics = train(cfg)
-    except (ConfigError, RunFailed) as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job and the sweep goes on
-        print(f"reglab: error: {err}", file=sys.stderr)
-        sys.exit(2 if isinstance(err, ConfigError) else 1)
-    objective = metrics.get(cfg.get("optimized_metric") or "", None)
-    # a sweeper cannot rank NaN (hydra-optuna-sweeper crashes on it): the job fails instead
-    if HydraConfig.get().mode == RunMode.MULTIRUN and math.isnan(objective or 0.0):
-        raise RunFailed(f"{cfg.optimized_metric} is NaN, which a sweeper cannot rank")
-    return objective
-
-
-def main() -> None:
-    _hydra_entry()
-
-
-if __name__ == "__main__":
-    main()
