@@ -7,6 +7,7 @@ labelled 5% alone.
 """
 
 import statistics
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -54,10 +55,40 @@ def test_supervised_models_train_on_the_labelled_examples_only():
     torch.testing.assert_close(raw(baseline, xb), raw(semi, semi.splits["train"][0][labelled]))
 
 
-def _module(recon_weight: float = 0.5) -> SemiSupervisedModule:
+def _module(recon_weight: float = 0.5, features: int = 6, **kwargs) -> SemiSupervisedModule:
     torch.manual_seed(0)
-    net = Autoencoder(6, 3, hidden_sizes=[8], code_size=4, recon_weight=recon_weight)
+    net = Autoencoder(
+        features, 3, hidden_sizes=[8], code_size=4, recon_weight=recon_weight, **kwargs
+    )
     return SemiSupervisedModule(net, NoPenalty(), torch.optim.SGD, "classification", 3)
+
+
+def _attached(module: SemiSupervisedModule, dm: DataModule) -> SemiSupervisedModule:
+    module._trainer = SimpleNamespace(datamodule=dm)  # what setup() reads of its Trainer
+    module.setup("fit")
+    return module
+
+
+def test_raw_units_measure_reconstruction_in_pixels():
+    """recon_units=raw: the error of the reconstructed image in pixel units, over the mean
+    pixel variance, whatever the standardization did to rarely inked pixels."""
+    dm = _digits(image_shape=(1, 8, 8))
+    module = _attached(_module(recon_weight=1.0, features=64, recon_units="raw"), dm)
+    x = dm.splits["train"][0][:32]
+    unlabelled = torch.full((32,), UNLABELED)
+    loss = module.step_loss(module.train_output(x), unlabelled)
+    pixels = lambda z: z * dm.feature_std + dm.feature_mean  # noqa: E731
+    expected = (
+        F.mse_loss(pixels(module.net.reconstruct(x)), pixels(x)) / dm.feature_std.square().mean()
+    )
+    torch.testing.assert_close(loss, expected)
+    assert dm.feature_std.max() / dm.feature_std.min() > 100  # the units do differ here
+
+
+@pytest.mark.parametrize(("image_shape", "scaled"), [((1, 8, 8), True), (None, False)])
+def test_auto_units_are_raw_for_images_and_standardized_for_tabular_data(image_shape, scaled):
+    module = _attached(_module(features=64), _digits(image_shape=image_shape))
+    assert (module.recon_scale is not None) == scaled
 
 
 def test_loss_is_labelled_cross_entropy_plus_weighted_reconstruction():
@@ -110,15 +141,16 @@ def test_autoencoder_run_reports_accuracy_and_reconstruction(train_api):
 @pytest.mark.slow
 def test_semi_supervised_beats_labelled_only_at_five_percent(train_api):
     """experiment=semi_supervised: with 54 labelled digits, reconstruction of all 1,078
-    raises test accuracy over seeds 0–2 (measured: 0.829 ± 0.023 against 0.811 ± 0.003)."""
+    raises test accuracy over seeds 0–4 (measured: 0.836 ± 0.016 against 0.815 ± 0.018,
+    better on every seed by 0.008 to 0.039)."""
     accuracy: dict[float, list[float]] = {0: [], 1: []}
-    for seed in (0, 1, 2):
+    for seed in range(5):
         for weight in accuracy:
             metrics, _ = train_api(
                 "experiment=semi_supervised", f"model.recon_weight={weight}", f"seed={seed}",
                 "logger=none", "callbacks.progress_bar=null",
             )  # fmt: skip
             accuracy[weight].append(metrics["test/acc"])
-    semi, labelled_only = (statistics.mean(accuracy[w]) for w in (1, 0))
-    assert semi > labelled_only, accuracy
-    assert np.all(np.array(accuracy[1]) >= np.array(accuracy[0])), accuracy  # seed by seed
+    gains = np.array(accuracy[1]) - np.array(accuracy[0])
+    assert statistics.mean(gains) > 0.01, accuracy
+    assert (gains > 0).sum() >= 4, accuracy  # not one lucky seed

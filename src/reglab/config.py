@@ -98,6 +98,11 @@ RULES: Sequence[Rule] = (
     ("model.recon_weight", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
     ("model.code_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     (
+        "model.recon_units",
+        lambda v: v in ("auto", "raw", "standardized"),
+        "auto, raw or standardized",
+    ),
+    (
         "model.trunk_sizes",
         lambda v: isinstance(v, Sequence) and len(v) >= 1 and all(_int(h) and h >= 1 for h in v),
         "a non-empty list of positive integers, e.g. [256]",

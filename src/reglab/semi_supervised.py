@@ -6,11 +6,20 @@ P(y | x) and an unsupervised model of x, here an autoencoder: x → encoder → 
 → x̂, with a classifier head on h. Reconstruction asks h to explain every x, so the few
 labels fit a representation shaped by all the data instead of by themselves alone:
 
-    J(θ) = (1/|L|) Σ_{i∈L} CE(g(hᵢ), yᵢ)  +  λ · (1/n) Σ_{i=1..n} ‖x̂ᵢ − xᵢ‖² / d
+    J(θ) = (1/|L|) Σ_{i∈L} CE(g(hᵢ), yᵢ)  +  λ · (1/n) Σ_{i=1..n} Σ_j sⱼ²(x̂ᵢⱼ − xᵢⱼ)² / d
 
 with L the labelled examples of a minibatch, n all of them, d the number of features and
 λ = `model.recon_weight`. Unlabelled examples carry the class `data.UNLABELED` and are
 ignored by the first term: they reach the parameters through reconstruction only.
+
+The network sees standardized features; sⱼ (`model.recon_units`) sets the units the
+reconstruction error is measured in. `standardized`: sⱼ = 1. `raw`: sⱼ = σⱼ/rms(σ), the
+error in the data's own units (for images, pixels) over the mean feature variance, which
+keeps the scale of standardized units (predicting the feature means scores about 1).
+Images want raw units: a border pixel that is almost always 0 has a tiny σⱼ, and
+standardized it swings by tens, so its rare strokes would outweigh the digit's shape.
+`auto` (default) is raw for image data, standardized for tabular data, whose features come
+in unrelated units.
 """
 
 from collections.abc import Mapping, Sequence
@@ -44,6 +53,7 @@ class Autoencoder(nn.Module):
         activation: str = "relu",
         dropout: Mapping[str, float] | None = None,
         recon_weight: float = 1.0,
+        recon_units: str = "auto",
     ) -> None:
         super().__init__()
         rates = {"input": 0.0, "hidden": 0.0, **(dropout or {})}
@@ -55,6 +65,7 @@ class Autoencoder(nn.Module):
         head_rates = {"input": rates["hidden"], "hidden": rates["hidden"]}
         self.classifier = MLP(code_size, out_features, head_sizes, activation, head_rates)
         self.recon_weight = recon_weight  # λ: read by SemiSupervisedModule
+        self.recon_units = recon_units  # auto | raw | standardized: see the module docstring
         self.dropout_rates = rates
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,13 +93,29 @@ class SemiSupervisedModule(RegLabModule):
         self.n_classes = self.net.classifier[-1].out_features
         self.image_every_n_epochs = image_every_n_epochs
         self._last_image_epoch = -1
+        self.recon_scale: Tensor | None = None  # sⱼ; None: standardized units (sⱼ = 1)
         for split in ("val", "test"):
             self.metrics[f"{split}_recon"] = torchmetrics.MeanMetric()
 
+    def setup(self, stage: str) -> None:
+        """sⱼ from the data's feature scales (fit, validate and test alike)."""
+        dm = self.trainer.datamodule
+        units = self.net.recon_units
+        if units == "auto":
+            units = "raw" if dm is not None and dm.image_shape is not None else "standardized"
+        if units == "raw" and dm is not None:
+            std = dm.feature_std
+            self.recon_scale = std / std.square().mean().sqrt()
+
+    def residual(self, reconstruction: Tensor, x: Tensor) -> Tensor:
+        """sⱼ(x̂ⱼ − xⱼ): its mean square is the reconstruction error."""
+        residual = reconstruction - x
+        return residual if self.recon_scale is None else residual * self.recon_scale.to(x)
+
     def train_output(self, x: Tensor) -> Tensor:
-        """[class scores | x̂ − x]: the step loss needs both, and x only through x̂ − x."""
+        """[class scores | s⊙(x̂ − x)]: the step loss needs both, and x only through x̂ − x."""
         scores, reconstruction = self.net.forward_both(x)
-        return torch.cat([scores, reconstruction - x], dim=-1)
+        return torch.cat([scores, self.residual(reconstruction, x)], dim=-1)
 
     def _parts(self, output: Tensor) -> tuple[Tensor, Tensor]:
         return output[..., : self.n_classes], output[..., self.n_classes :]
@@ -124,7 +151,8 @@ class SemiSupervisedModule(RegLabModule):
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         super()._evaluate(split, batch)
         x = batch[0]
-        self.metrics[f"{split}_recon"].update(F.mse_loss(self.net.reconstruct(x), x), len(x))
+        error = self.residual(self.net.reconstruct(x), x).square().mean()
+        self.metrics[f"{split}_recon"].update(error, len(x))
 
     def _compute(self, split: str) -> dict[str, Tensor]:
         values = super()._compute(split)
