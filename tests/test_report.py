@@ -214,6 +214,43 @@ def test_without_a_test_split_the_monitored_best_is_reported(tmp_path):
     assert [r["val/best (mean ± std)"] for r in rows] == ["0.7000", "**0.9000**"]
 
 
+def test_multi_task_sweep_compares_tasks_not_summed_losses(tmp_path):
+    """Runs on all tasks and on one task alone sum different task losses, so no row is
+    best overall; the per-task table shows each task's mean ± std with its best in bold."""
+    runs = {  # use_tasks → per-seed metrics
+        "null": [
+            {"test/a/mse": 0.60, "test/b/acc": 0.58},
+            {"test/a/mse": 0.64, "test/b/acc": 0.56},
+        ],
+        "[a]": [{"test/a/mse": 0.70}, {"test/a/mse": 0.72}],
+        "[b]": [{"test/b/acc": 0.50}, {"test/b/acc": 0.54}],
+    }
+    num = 0
+    for tasks, per_seed in runs.items():
+        for seed, metrics in enumerate(per_seed):
+            loss = {"test/loss": sum(v for k, v in metrics.items() if k.endswith("mse"))}
+            overrides = [f"data.use_tasks={tasks}", f"seed={seed}"]
+            write_job(tmp_path, num, overrides, {**metrics, **loss}, {"seconds": 1})
+            num += 1
+    md = report.write_report(tmp_path).read_text()
+    assert "- **best:**" not in md and "**multi-task:**" in md
+    main, per_task = md.split("## Per task (test, mean ± std)")
+    assert not [
+        c
+        for line in main.splitlines()
+        if line.startswith("| ")
+        for c in cells(line)
+        if c.startswith("**")
+    ]
+    rows = table(per_task)
+    assert [r["data.use_tasks"] for r in rows] == ["null", "[a]", "[b]"]
+    mse = lambda tasks: statistics.mean(m["test/a/mse"] for m in runs[tasks])  # noqa: E731
+    assert parse_mean_std(rows[0]["test/a/mse"])[0] == pytest.approx(mse("null"))
+    assert rows[0]["test/a/mse"].startswith("**") and rows[0]["test/b/acc"].startswith("**")
+    assert rows[1]["test/b/acc"] == rows[2]["test/a/mse"] == "—"
+    assert not rows[1]["test/a/mse"].startswith("**") and not rows[2]["test/b/acc"].startswith("**")
+
+
 def test_failed_jobs_are_listed_with_their_error_and_overrides(grid):
     base = ["regularizer=l2", "regularizer.alpha=0.001", "debug=fast"]
     write_job(

@@ -211,13 +211,15 @@ class Sweep:
         rows = [row for row in self.rows if row.stat(self.metric) is not None]
         return [k for k in self.keys if self.numeric(k) and len({r.values[k] for r in rows}) > 1]
 
+    def task_sets(self) -> set[frozenset[str]]:
+        """The per-task metrics of each finished job: one set when every job trained the
+        same tasks (the empty set for single-task sweeps)."""
+        return {frozenset(k for k in j.metrics if TASK_METRIC.match(k)) for j in self.finished_jobs}
+
     def best(self) -> Row | None:
-        scored = [(row.stat(self.metric), row) for row in self.rows]
-        scored = [(stat[0], row) for stat, row in scored if stat is not None]
-        if len(scored) < 2:
-            return None  # nothing to compare
-        pick = max if self.higher_is_better else min
-        return pick(scored, key=lambda s: s[0])[1]
+        if len(self.task_sets()) > 1:
+            return None  # losses summed over different tasks: no common scale
+        return _best_row(self.rows, self.metric, self.higher_is_better)
 
     def seeds(self) -> list[str]:
         seeds = {j.overrides[SEED] for j in self.jobs if SEED in j.overrides}
@@ -359,10 +361,10 @@ def _header(sweep: Sweep) -> list[str]:
     ]
     if sweep.fixed:
         lines.append(f"- **fixed:** `{fmt_overrides(sweep.fixed)}`")
-    if any(TASK_METRIC.match(k) for j in sweep.finished_jobs for k in j.metrics):
+    if any(sweep.task_sets()):
         lines.append(
             f"- **multi-task:** `{sweep.metric}` sums the task losses of the tasks a run"
-            " trained on: compare tasks in the per-task table below"
+            " trained on: compare tasks in the per-task table below (each task's best in bold)"
         )
     best = sweep.best()
     if best is not None:
@@ -426,12 +428,24 @@ def _task_table(sweep: Sweep) -> list[str]:
         "| " + " | ".join([*names, *keys]) + " |",
         "|" + "|".join([":---"] * len(names) + ["---:"] * len(keys)) + "|",
     ]
+    best = {key: _best_row(sweep.rows, key, key.endswith("/acc")) for key in keys}
     for row in sweep.rows:
         labels = [_cell(row.values[k]) for k in sweep.keys] or ["all runs"]
-        stats = [row.stat(k) for k in keys]
-        cells = [fmt_mean_std(*stat) if stat else MISSING for stat in stats]
+        cells = []
+        for key in keys:
+            stat = row.stat(key)
+            cell = fmt_mean_std(*stat) if stat else MISSING
+            cells.append(f"**{cell}**" if row is best[key] else cell)
         lines.append("| " + " | ".join(labels + cells) + " |")
     return lines
+
+
+def _best_row(rows: list[Row], key: str, higher_is_better: bool) -> Row | None:
+    """The row with the best mean of `key`, if two or more rows have it."""
+    scored = [(stat[0], row) for row in rows if (stat := row.stat(key)) is not None]
+    if len(scored) < 2:
+        return None
+    return (max if higher_is_better else min)(scored, key=lambda s: s[0])[1]
 
 
 def _failures(sweep: Sweep) -> list[str]:
