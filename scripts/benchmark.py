@@ -226,17 +226,23 @@ def mc(reps: int, samples: int = 100) -> None:
     sampler = MonteCarlo(samples)
     x_test = dm.splits["test"][0]
     print(f"mc: T = {samples} dropout masks, digits MLP, {reps} reps")
+
+    def looped(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            net.train()
+            outputs = torch.stack([net(x) for _ in range(samples)])
+            net.eval()
+        return outputs
+
     for name, x in (("batch of 64", x_test[:64]), (f"test set ({len(x_test)})", x_test)):
         batched, loop = [], []
+        sampler.sample(net, x), looped(x)  # warm-up: first-call allocations
         for _ in range(reps):
             start = time.perf_counter()
             sampler.sample(net, x)
             batched.append(time.perf_counter() - start)
             start = time.perf_counter()
-            with torch.no_grad():
-                net.train()
-                torch.stack([net(x) for _ in range(samples)])
-                net.eval()
+            looped(x)
             loop.append(time.perf_counter() - start)
         b, lo = statistics.median(batched), statistics.median(loop)
         r = ratio(batched, loop)
