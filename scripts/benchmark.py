@@ -189,20 +189,23 @@ def sweep_seconds(*args: str) -> float:
         return time.perf_counter() - start
 
 
-def launchers(reps: int, epochs: int = 1200) -> None:
+def launchers(reps: int, epochs: int = 1200, extra: tuple[str, ...] = ()) -> None:
     """Each `python train.py -m` process and each joblib worker imports torch and Lightning
-    once (about 5 s here), so short jobs bound the speed-up: compare with --launcher-epochs."""
+    once (about 5 s here), so short jobs bound the speed-up: compare with --launcher-epochs.
+    So does what one job gains from a second thread: compare with --launcher-overrides
+    model.hidden_sizes=[32]."""
     jobs = [
         "seed=0,1,2,3",
         f"trainer.max_epochs={epochs}",
         "callbacks.early_stopping.patience=1000",
+        *extra,
     ]
     basic, joblib = [], []
     for _ in range(reps):
         basic.append(sweep_seconds(*jobs))
         joblib.append(sweep_seconds(*jobs, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"))
     b, j = statistics.median(basic), statistics.median(joblib)
-    print(f"launchers: 4-job sweep, {epochs} epochs each, {reps} reps")
+    print(f"launchers: 4-job sweep, {epochs} epochs each, {' '.join(extra)} {reps} reps")
     print(f"  basic launcher            {b:7.2f} s")
     print(f"  joblib, 2 workers         {j:7.2f} s  speed-up {ratio(basic, joblib):.2f}×  (≥1.6×)")
 
@@ -260,6 +263,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--launcher-epochs", type=int, default=1200, help="epochs per sweep job")
+    parser.add_argument(
+        "--launcher-overrides", nargs="*", default=[], help="more overrides for each sweep job"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.suite in ("core", "all"):
@@ -267,7 +273,7 @@ def main() -> None:
     if args.suite in ("bagging", "all"):
         bagging(args.reps or 3, args.epochs)
     if args.suite in ("launchers", "all"):
-        launchers(args.reps or 3, args.launcher_epochs)
+        launchers(args.reps or 3, args.launcher_epochs, tuple(args.launcher_overrides))
     if args.suite in ("augmentation", "all"):
         augmentation(args.reps or 5, args.epochs)
     if args.suite in ("mc", "all"):
