@@ -59,7 +59,9 @@ def test_stops_after_patience_and_restores_best(tmp_path):
     assert stopper.best_step < stopper.stopped_step < run.trainer.max_epochs * n
 
     # the module holds θ*: the weights of the best checkpoint, not those of the last step
-    ckpt = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    ckpt = torch.load(
+        tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False
+    )
     assert ckpt["global_step"] == stopper.best_step
     for key, value in state(run.module).items():
         torch.testing.assert_close(value, ckpt["state_dict"][f"net.{key}"], rtol=0, atol=0)
