@@ -197,3 +197,16 @@ def test_l2_logistic_regression_is_sklearn_logistic_regression(fit):
     np.testing.assert_allclose(p, logistic.predict_proba(x)[:, 1], atol=1e-5)
     wrong = LogisticRegression(C=1 / (n * alpha), tol=1e-12, max_iter=100_000).fit(x, y)
     assert_far(d, wrong.coef_[0])
+
+
+def test_ridge_experiment_reaches_sklearn_ridge_on_diabetes(tmp_path):
+    """`experiment=ridge` (the README's ridge example) ends at scikit-learn's ridge solution:
+    the same test MSE on the same split, far from the untrained model's."""
+    cfg = reglab.compose(["experiment=ridge", *FAST[:4]], output_dir=tmp_path)
+    metrics = reglab.train(cfg)
+    dm = reglab.instantiate(cfg.data).prepare()
+    (x, y), (xt, yt) = (tuple(t.double().numpy() for t in dm.splits[s]) for s in ("train", "test"))
+    ridge = Ridge(alpha=len(x) * cfg.regularizer.alpha / 2).fit(x, y.ravel())
+    expected = np.mean((ridge.predict(xt) - yt.ravel()) ** 2)
+    assert metrics["test/mse"] == pytest.approx(expected, rel=1e-4)
+    assert expected < 0.5 * np.mean(yt**2)  # predicting 0 (no training) would be far off
