@@ -93,7 +93,10 @@ class SemiSupervisedModule(RegLabModule):
         self.n_classes = self.net.classifier[-1].out_features
         self.image_every_n_epochs = image_every_n_epochs
         self._last_image_epoch = -1
-        self.recon_scale: Tensor | None = None  # sⱼ; None: standardized units (sⱼ = 1)
+        # sⱼ; None: standardized units (sⱼ = 1). A buffer, so it moves with the module once
+        # instead of being copied to the batch's device every step; not saved in checkpoints
+        # (setup derives it from the data again).
+        self.register_buffer("recon_scale", None, persistent=False)
         for split in ("val", "test"):
             self.metrics[f"{split}_recon"] = torchmetrics.MeanMetric()
 
@@ -105,12 +108,12 @@ class SemiSupervisedModule(RegLabModule):
             units = "raw" if dm is not None and dm.image_shape is not None else "standardized"
         if units == "raw" and dm is not None:
             std = dm.feature_std
-            self.recon_scale = std / std.square().mean().sqrt()
+            self.recon_scale = (std / std.square().mean().sqrt()).to(self.device)
 
     def residual(self, reconstruction: Tensor, x: Tensor) -> Tensor:
         """sⱼ(x̂ⱼ − xⱼ): its mean square is the reconstruction error."""
         residual = reconstruction - x
-        return residual if self.recon_scale is None else residual * self.recon_scale.to(x)
+        return residual if self.recon_scale is None else residual * self.recon_scale
 
     def train_output(self, x: Tensor) -> Tensor:
         """[class scores | s⊙(x̂ − x)]: the step loss needs both, and x only through x̂ − x."""
