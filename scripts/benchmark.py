@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 import reglab
-from reglab.dropout import MonteCarlo
 from reglab.models import MLP
+from reglab.regularization import MonteCarlo
 
 QUIET = ["callbacks.progress_bar=null"]
 
@@ -125,7 +125,7 @@ def process_peak_mb(overrides: list[str], epochs: int) -> float:
 def step_memory(overrides: list[str]) -> dict[str, float]:
     """Bytes one training step holds at its peak: parameters, gradients, Adam's two moments,
     and the activations autograd saves for the backward pass (counted as they are saved)."""
-    from reglab.run import build
+    from reglab.engine.run import build
 
     run = build(reglab.compose([*overrides, "logger=none", *QUIET], output_dir=tempfile.mkdtemp()))
     module, loader = run.module, run.dm.train_dataloader()

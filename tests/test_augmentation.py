@@ -5,9 +5,9 @@ import torch
 from kornia.augmentation import RandomAffine
 
 from reglab import instantiate
-from reglab.augmentation import Augmentation, GaussianNoise
 from reglab.config import ConfigError, compose
-from reglab.run import build
+from reglab.data import Augmentation, GaussianNoise
+from reglab.engine.run import build
 
 QUIET = ["callbacks.progress_bar=null", "logger=none", "threads=1"]
 

@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from reglab.bagging import SequentialBagging, out_of_bag_mask, vote
 from reglab.config import ConfigError, compose
 from reglab.data import bootstrap_index
-from reglab.protocols import EarlyStopping71
-from reglab.run import build
+from reglab.engine.bagging import SequentialBagging
+from reglab.engine.protocols import EarlyStopping71
+from reglab.engine.run import build
+from reglab.objectives import out_of_bag_mask, vote
 
 SMALL = [
     "ensemble=bagging",
@@ -66,7 +67,8 @@ def test_vectorized_members_equal_sequentially_trained_ones(tmp_path):
     vec = build(compose(SMALL, output_dir=tmp_path / "v"))
     vectorized = EarlyStopping71().run(vec).module.net
     seq = build(compose([*SMALL, "ensemble.vectorized=false"], output_dir=tmp_path / "s"))
-    sequential = SequentialBagging().run(seq).module.net
+    sequential = seq.ensemble.protocol(EarlyStopping71()).run(seq).module.net
+    assert isinstance(seq.ensemble.protocol(EarlyStopping71()), SequentialBagging)
     x = vec.dm.splits["test"][0]
     for i in range(4):
         for a, b in zip(vectorized.layers, sequential.layers, strict=True):

@@ -23,8 +23,8 @@ from conftest import read_metrics, run_cli
 import reglab
 from reglab.config import ConfigError
 from reglab.data import BootstrapLoader, ChunkLoader
-from reglab.distributed import RankSeeds
-from reglab.run import build
+from reglab.engine.distributed import RankSeeds
+from reglab.engine.run import build
 
 slow = pytest.mark.slow
 

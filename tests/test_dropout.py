@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from reglab.config import ConfigError, compose
-from reglab.dropout import MonteCarlo, predictive_entropy, weight_scaling
+from reglab.engine.run import build
 from reglab.models import MLP
-from reglab.run import build
+from reglab.regularization import MonteCarlo, predictive_entropy, weight_scaling
 
 
 def test_masks_input_and_hidden_units_never_outputs():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reglab.config import compose
-from reglab.run import build
+from reglab.engine.run import build
 
 # digits with a small training set and a large learning rate: the validation loss reaches
 # its minimum within a few epochs and then rises (the slide's learning curve)

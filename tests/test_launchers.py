@@ -58,7 +58,7 @@ def test_a_requeued_slurm_job_continues_from_its_checkpoint(tmp_path, monkeypatc
     first = reglab.train(reglab.compose(args, output_dir=tmp_path))
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     cfg = reglab.compose([*args, "trainer.max_epochs=5"], output_dir=tmp_path)
-    from reglab.run import build
+    from reglab.engine.run import build
 
     run = build(cfg)
     assert run.ckpt_path == tmp_path / "checkpoints" / "last.ckpt"

@@ -14,10 +14,11 @@ from hydra.utils import instantiate
 from sklearn.datasets import load_digits
 
 import reglab
-from reglab.data import DataModule
-from reglab.multitask import MultiTaskModule, MultiTaskNet, Task, digit_tasks, make_multitask
-from reglab.regularizers import NoPenalty
-from reglab.run import build_module
+from reglab.data import DataModule, digit_tasks, make_multitask
+from reglab.engine.run import build_module
+from reglab.models import MultiTaskNet, Task
+from reglab.objectives import MultiTaskModule
+from reglab.regularization import NoPenalty
 
 TASKS = [Task("a", "classification", 3, 1.0), Task("b", "regression", 1, 0.5)]
 

@@ -98,7 +98,7 @@ def test_a_nan_objective_fails_its_trial_instead_of_ending_the_study(tmp_path):
         f"sys.path.insert(0, {str(ROOT / 'src')!r})\n"
         "from hydra.core.hydra_config import HydraConfig\n"
         "import importlib\n"
-        "entry = importlib.import_module('reglab.training')\n"
+        "entry = importlib.import_module('reglab.engine.training')\n"
         "real = entry.train\n"
         "def train(cfg):\n"
         "    metrics = real(cfg)\n"

@@ -8,8 +8,8 @@ from PIL import Image
 
 from reglab import instantiate
 from reglab.config import ConfigError, compose
-from reglab.protocols import StopBelow
-from reglab.run import build
+from reglab.engine.protocols import StopBelow
+from reglab.engine.run import build
 
 FAST = [
     "data.val_fraction=0.4",

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import reglab
+from reglab.engine.run import build
 from reglab.models import MLP, Linear, penalized_parameters
-from reglab.regularizers import L1, L2, ElasticNet, NoPenalty, WeightDecay, soft_threshold_
-from reglab.run import build
+from reglab.regularization import L1, L2, ElasticNet, NoPenalty, WeightDecay, soft_threshold_
 
 
 @pytest.fixture(autouse=True)

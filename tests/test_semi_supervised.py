@@ -17,8 +17,9 @@ from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reglab.data import UNLABELED, DataModule
-from reglab.regularizers import NoPenalty
-from reglab.semi_supervised import Autoencoder, SemiSupervisedModule
+from reglab.models import Autoencoder
+from reglab.objectives import SemiSupervisedModule
+from reglab.regularization import NoPenalty
 
 
 def _digits(**kwargs) -> DataModule:

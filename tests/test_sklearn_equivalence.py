@@ -24,7 +24,7 @@ from sklearn.datasets import make_regression
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge
 
 import reglab
-from reglab.run import build
+from reglab.engine.run import build
 
 FAST = (
     "logger=none",

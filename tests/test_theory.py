@@ -18,7 +18,7 @@ import pytest
 
 import reglab
 from reglab import theory
-from reglab.run import build
+from reglab.engine.run import build
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ _FROM = {
     "compose": ("reglab.config", "compose"),
     "instantiate": ("hydra.utils", "instantiate"),
     "records": ("reglab.records", None),
-    "train": ("reglab.training", "train"),
+    "train": ("reglab.engine.training", "train"),
 }
 
 

@@ -1,30 +1,27 @@
 """The command line, `python train.py …`: Hydra's entry point, light to import.
 
-Only Hydra and OmegaConf load with this module; torch and Lightning (`reglab.training`) load
-when a job runs. A `-m` sweep's launching process then needs no torch at all, and under
-`hydra/launcher=joblib` the workers import it side by side instead of after the launcher
-has (about 5 s of imports on this project's 2-core machines).
+Only Hydra, OmegaConf and `reglab.config` load with this module; torch and Lightning
+(`reglab.engine`) load when a job runs: the import inside `_hydra_entry` is for that, not
+to dodge a cycle (the engine never imports the command line). A `-m` sweep's launching
+process then needs no torch at all, and under `hydra/launcher=joblib` the workers import it
+side by side instead of after the launcher has (about 5 s of imports on this project's
+2-core machines).
 """
 
 import math
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-# `hydra.run.dir: ${resume_or:${resume},outputs/…}`: a resumed run continues in its own directory
-OmegaConf.register_new_resolver("resume_or", lambda path, default: path or default, replace=True)
+from reglab.config import CONFIG_DIR, ConfigError, RunFailed
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float | None:
-    from reglab.config import ConfigError
-    from reglab.training import RunFailed, train
+    from reglab.engine.training import train  # torch loads here, in the job, not before
 
     with open_dict(cfg):
         cfg.output_dir = HydraConfig.get().runtime.output_dir

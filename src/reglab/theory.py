@@ -31,7 +31,7 @@ import torch
 from scipy.stats import random_correlation
 
 import reglab
-from reglab.training import Run, build
+from reglab.engine.run import Run, build
 
 # Tolerances the test suite and the script hold the checks to. reglab trains in float32
 # (unit roundoff 6e-8): what remains after convergence is rounding, ~1e-6 of the weights.

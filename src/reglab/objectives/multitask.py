@@ -13,124 +13,17 @@ e.g. its parity); the synthetic set draws tasks that share a low-dimensional lat
 Targets are a (n, tasks) matrix, one column per task in declaration order.
 """
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchmetrics
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
-from reglab.models import ACTIVATIONS, MLP, Dropout
-from reglab.module import RegLabModule
-
-KINDS = ("classification", "regression")
+from reglab.models.multitask import Task
+from reglab.objectives.base import RegLabModule
 
 
-@dataclass(frozen=True)
-class Task:
-    """One task: its name, kind, number of outputs and weight in the total loss."""
-
-    name: str
-    kind: str
-    outputs: int
-    weight: float = 1.0
-
-    @property
-    def metric(self) -> str:
-        return "acc" if self.kind == "classification" else "mse"
-
-
-def parse_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> list[Task]:
-    """Task specs from config (extra keys, such as digits' `targets`, are the data's)."""
-    return [
-        Task(name, spec["kind"], int(spec["outputs"]), float(spec.get("weight", 1.0)))
-        for name, spec in tasks.items()
-    ]
-
-
-# -- data ----------------------------------------------------------------------------------
-def digit_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """The digits images with one target column per task: task t's target for digit d is
-    `targets[d]` (a class index, or a value for regression), or d itself when unset."""
-    x, digit = load_digits(return_X_y=True)
-    columns = []
-    for spec in tasks.values():
-        table = np.asarray(spec.get("targets") or range(10), dtype=np.float64)
-        columns.append(table[digit])
-    return x, np.stack(columns, axis=1)
-
-
-def make_multitask(
-    tasks: Mapping[str, Mapping[str, Any]],
-    n_samples: int = 1000,
-    n_features: int = 30,
-    rank: int = 2,
-    noise: float = 0.5,
-    random_state: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tasks that share a `rank`-dimensional factor z = xU of x ~ N(0, I_d), d = `n_features`.
-
-    Regression task t: y = z·a_t + noise·ε. Classification task t with K outputs: the class
-    of the largest of z·A_t + noise·ε (K scores). Scores are scaled to unit standard deviation
-    before the noise is added. Alone, a task has to find its direction among d; together,
-    the tasks pin down the shared U (d·rank numbers), which a shared trunk can learn.
-    """
-    rng = np.random.default_rng(random_state)
-    x = rng.standard_normal((n_samples, n_features))
-    u = np.linalg.qr(rng.standard_normal((n_features, rank)))[0]  # orthonormal columns
-    z = x @ u
-    columns = []
-    for spec in tasks.values():
-        width = 1 if spec["kind"] == "regression" else int(spec["outputs"])
-        scores = z @ rng.standard_normal((rank, width))
-        scores = scores / scores.std(0) + noise * rng.standard_normal(scores.shape)
-        columns.append(scores[:, 0] if spec["kind"] == "regression" else scores.argmax(1))
-    return x, np.stack(columns, axis=1)
-
-
-# -- model ---------------------------------------------------------------------------------
-class MultiTaskNet(nn.Module):
-    """A shared MLP trunk and one MLP head per task; outputs concatenated in task order."""
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        tasks: Sequence[Task] | Mapping[str, Mapping[str, Any]],
-        trunk_sizes: Sequence[int] = (256,),
-        head_sizes: Sequence[int] = (),
-        activation: str = "relu",
-        dropout: Mapping[str, float] | None = None,
-    ) -> None:
-        super().__init__()
-        self.tasks = parse_tasks(tasks) if isinstance(tasks, Mapping) else list(tasks)
-        assert out_features == sum(t.outputs for t in self.tasks), "outputs: Σ of the tasks'"
-        rates = {"input": 0.0, "hidden": 0.0, **(dropout or {})}
-        *hidden, width = trunk_sizes
-        # the trunk ends in a hidden layer: an MLP to `width` units, then its non-linearity
-        self.trunk = nn.Sequential(
-            MLP(in_features, width, hidden, activation, rates),
-            ACTIVATIONS[activation](),
-            Dropout(rates["hidden"]),
-        )
-        self.dropout_rates = rates
-        self.heads = nn.ModuleDict(
-            {
-                t.name: MLP(width, t.outputs, head_sizes, activation, {"hidden": rates["hidden"]})
-                for t in self.tasks
-            }
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.trunk(x)
-        return torch.cat([head(h) for head in self.heads.values()], dim=-1)
-
-
-# -- objective -----------------------------------------------------------------------------
 class MultiTaskModule(RegLabModule):
     """RegLabModule with J = Σ_t w_t J_t and loss and metric per task for every split
     (`val/<task>/loss`, `val/<task>/acc` or `…/mse`); `val/loss` is the weighted sum, which

@@ -29,6 +29,7 @@ checkpoints and event files from rank 0 alone.
 """
 
 import copy
+import importlib
 import logging
 import os
 import subprocess
@@ -40,18 +41,19 @@ from typing import Any, TypeVar
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning_fabric.plugins.environments.lightning import find_free_network_port
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from reglab.config import ConfigError, resume_config, validate
+from reglab.config import ConfigError, RunFailed, resume_config, validate
 
 log = logging.getLogger("reglab")
 
 T = TypeVar("T")
 
 CONFIG_ENV = "REGLAB_DDP_CONFIG"  # how `launch` hands the resolved config to the other ranks
-WORKER = "import reglab.distributed as d; d.worker()"
+WORKER = "import reglab.engine.distributed as d; d.worker({target!r})"
 GRACE_S = 15.0  # after a rank failed: time for this one to fail too before it is stopped
 # strategy names that keep the trained module in this process (see the module docstring)
 DDP_STRATEGIES = ("ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
@@ -148,6 +150,21 @@ def needs_launch(cfg: DictConfig) -> bool:
     return True
 
 
+def job_threads(cfg: DictConfig) -> int | None:
+    """torch threads for this job: `threads` if set; under a launcher that runs jobs in
+    parallel processes (joblib), the cores divided among them, so jobs × threads ≤ cores."""
+    if cfg.get("threads"):
+        return cfg.threads
+    if not HydraConfig.initialized():
+        return None
+    n_jobs = (HydraConfig.get().launcher or {}).get("n_jobs")
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    jobs = cores if n_jobs < 0 else min(n_jobs, cores)  # joblib: -1 = one job per core
+    return max(1, cores // jobs)
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -157,8 +174,6 @@ def launch(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     that run it too (ranks 1…), started here with the ranks in their environment as torchrun
     sets them. Every process takes `threads` torch threads (default: the cores divided
     among them). Returns rank 0's result; leaves the environment as it found it."""
-    from reglab.run import job_threads  # run imports this module
-
     processes = _run_config(cfg).trainer.devices
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
@@ -175,9 +190,10 @@ def launch(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         return {**shared, "LOCAL_RANK": str(rank), "RANK": str(rank)}
 
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    worker = WORKER.format(target=f"{fn.__module__}:{fn.__qualname__}")
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER],
+            [sys.executable, "-c", worker],
             env={**os.environ, **rank_env(rank), CONFIG_ENV: resolved},
         )
         for rank in range(1, processes)
@@ -243,13 +259,14 @@ class _Watch(threading.Thread):
         self.stopped.set()
 
 
-def worker() -> None:
-    """Ranks 1… of `launch`: the same run, from the resolved config rank 0 handed over."""
-    from reglab.training import RunFailed, train
-
+def worker(target: str) -> None:
+    """Ranks 1… of `launch`: the same function ("module:name", as rank 0 named it) on the
+    resolved config rank 0 handed over."""
+    module, name = target.split(":")
+    fn = getattr(importlib.import_module(module), name)
     cfg = OmegaConf.create(os.environ.pop(CONFIG_ENV))
     try:
-        train(cfg)
+        fn(cfg)
     except (ConfigError, RunFailed):
         sys.exit(1)  # rank 0 meets the same error and reports it
 

@@ -1,163 +1,24 @@
 """In-memory data sets, split by seed, standardized with the training split's statistics.
 
 Every data set here fits in memory (scikit-learn ships or generates them), so batches are
-slices of tensors, never a DataLoader's per-sample collate. A training "chunk" is a block
-of consecutive minibatches that the module runs as several optimizer steps inside one
-Lightning step; this keeps Lightning's per-step bookkeeping off the hot path while each
-optimizer step still sees one minibatch (see `module.py`).
+slices of tensors, never a DataLoader's per-sample collate (`loaders.py`).
 """
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
+from reglab.data.loaders import BootstrapLoader, ChunkLoader, bootstrap_index
+
 Task = Literal["classification", "regression", "multitask"]
 UNLABELED = -1  # the class of a training example whose label is hidden (semi-supervised)
-
-
-def make_synthetic(
-    task: Task = "classification",
-    n_samples: int = 1000,
-    n_features: int = 20,
-    n_informative: int = 5,
-    n_classes: int = 2,
-    noise: float = 0.1,
-    random_state: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's make_classification / make_regression behind one signature.
-
-    `noise` is the standard deviation of Gaussian noise on regression targets, and the
-    fraction of randomly flipped labels for classification.
-    """
-    if task == "regression":
-        return make_regression(
-            n_samples=n_samples,
-            n_features=n_features,
-            n_informative=n_informative,
-            noise=noise,
-            random_state=random_state,
-        )
-    return make_classification(
-        n_samples=n_samples,
-        n_features=n_features,
-        n_informative=n_informative,
-        n_redundant=0,
-        n_classes=n_classes,
-        flip_y=noise,
-        random_state=random_state,
-    )
-
-
-def bootstrap_index(n: int, seed: int, member: int) -> Tensor:
-    """Rows of bootstrap resample `member`: n draws with replacement from range(n), by a
-    generator seeded with (seed, member), so every member has its own resample and the same
-    one in every run (and in `data.bootstrap=member` runs)."""
-    rng = np.random.default_rng([seed, member])
-    return torch.from_numpy(rng.integers(0, n, size=n))
-
-
-class ChunkLoader:
-    """Iterates over (x, y) blocks of `steps_per_chunk` minibatches of `batch_size` rows.
-
-    With `shuffle`, rows are permuted once per epoch by a seeded generator, so the order is
-    a function of the seed alone. Each block is a contiguous slice of the permuted tensors
-    (a view: no copy per step); the consumer splits it into minibatches.
-
-    Data-parallel (`trainer=ddp`, `world_size` processes): every process permutes alike and
-    walks the same global minibatches, one per block, of which process `rank` takes the
-    rank-th of `world_size` equal consecutive parts. DDP averages the parts' mean gradients:
-    the mean gradient of the whole minibatch, as in a single-process run. A minibatch whose
-    rows do not divide evenly (often the epoch's last) goes whole to every process, since
-    parts of unequal size would weigh their rows unequally in that average.
-    """
-
-    batch_dim = 0  # the axis of rows in a block (BootstrapLoader: 1)
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor,
-        batch_size: int,
-        steps_per_chunk: int = 1,
-        shuffle: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.x, self.y = x, y
-        self.batch_size = min(batch_size, len(x))
-        self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
-        if self.steps_per_epoch % steps_per_chunk:
-            raise ValueError(
-                f"steps_per_chunk={steps_per_chunk} must divide {self.steps_per_epoch}"
-            )
-        if world_size > 1 and steps_per_chunk != 1:
-            raise ValueError(f"steps_per_chunk={steps_per_chunk}: DDP takes 1 minibatch a block")
-        self.steps_per_chunk = steps_per_chunk
-        self.shuffle = shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-        self.rank, self.world_size = rank, world_size
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch // self.steps_per_chunk
-
-    def _epoch(self) -> tuple[Tensor, Tensor]:
-        """The epoch's rows in training order."""
-        if not self.shuffle:
-            return self.x, self.y
-        perm = torch.randperm(len(self.x), generator=self.generator)
-        return self.x[perm], self.y[perm]
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self._epoch()
-        dim, n = self.batch_dim, x.shape[self.batch_dim]
-        rows = self.batch_size * self.steps_per_chunk
-        for start in range(0, n, rows):
-            size = min(rows, n - start)
-            yield self._part(x.narrow(dim, start, size)), self._part(y.narrow(dim, start, size))
-
-    def _part(self, block: Tensor) -> Tensor:
-        """This process's part of a global minibatch (all of it if the rows don't divide)."""
-        rows = block.shape[self.batch_dim]
-        if rows % self.world_size:
-            return block
-        part = rows // self.world_size
-        return block.narrow(self.batch_dim, self.rank * part, part)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-
-
-class BootstrapLoader(ChunkLoader):
-    """Bagging in one pass: member i draws its minibatches from its own resample index[i].
-
-    Blocks are (k, rows, …): row r of member i is x[index[i, perm[r]]], with the epoch's
-    permutation perm drawn as ChunkLoader draws it, so member i sees exactly the batches of
-    a separate run on resample i (`data.bootstrap=i`).
-    """
-
-    batch_dim = 1
-
-    def __init__(self, *args: Any, index: Tensor, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.index = index  # (members, n)
-
-    def _epoch(self) -> tuple[Tensor, Tensor]:
-        n = self.index.shape[1]
-        perm = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        rows = self.index[:, perm]
-        return self.x[rows], self.y[rows]
 
 
 class DataModule(pl.LightningDataModule):

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 
-from reglab.augmentation import Augmentation
-from reglab.dropout import MonteCarlo, predictive_entropy, weight_scaling
-from reglab.models import penalized_parameters
+from reglab.data.augmentation import Augmentation
+from reglab.models.mlp import penalized_parameters
 from reglab.records import log_images
-from reglab.regularizers import Regularizer
+from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
+from reglab.regularization.penalties import Regularizer
 
 
 class NonFiniteLossError(RuntimeError):

@@ -1,9 +1,9 @@
 """Train one run from its config: `python train.py regularizer=l1`.
 
 This file only wires things together: `run.build` composes the pieces, the protocol
-(Algorithm 7.1, 7.2 or 7.3) trains them, and the summary goes to metrics.json, TensorBoard
-and the console. The path of a number from config to TensorBoard is drawn in
-docs/architecture.md.
+(Algorithm 7.1, 7.2 or 7.3, as the ensemble strategy has it) trains them, and the summary
+goes to metrics.json, TensorBoard and the console. The path of a number from config to
+TensorBoard is drawn in docs/architecture.md.
 """
 
 import logging
@@ -18,18 +18,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from reglab import distributed, learning_curve
-from reglab.bagging import SequentialBagging
-from reglab.module import NonFiniteLossError
-from reglab.protocols import EarlyStopping71, Outcome
-from reglab.records import close_loggers, flat_hparams, format_table, log_final, write_json
-from reglab.run import Run, build
+from reglab.config import RunFailed
+from reglab.engine import distributed
+from reglab.engine.run import Run, build
+from reglab.engine.protocols import EarlyStopping71, Outcome
+from reglab.objectives.base import NonFiniteLossError
+from reglab.records import (
+    close_loggers,
+    flat_hparams,
+    format_table,
+    learning_curve,
+    log_final,
+    write_json,
+)
 
 log = logging.getLogger("reglab")
-
-
-class RunFailed(RuntimeError):
-    """Training stopped on an error after the run directory was set up; logs are kept."""
 
 
 def test(outcome: Outcome, run: Run) -> dict[str, float]:
@@ -60,9 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if distributed.needs_launch(cfg):  # trainer=ddp on this machine: start the other ranks
         return distributed.launch(train, cfg)
     run = build(cfg)
-    protocol = instantiate(cfg.protocol) if cfg.get("protocol") else EarlyStopping71()
-    if (cfg.get("ensemble") or {}).get("members") and not cfg.ensemble.vectorized:
-        protocol = SequentialBagging()
+    configured = instantiate(cfg.protocol) if cfg.get("protocol") else EarlyStopping71()
+    protocol = run.ensemble.protocol(configured)  # sequential bagging has its own
     start = time.perf_counter()
     trainer: pl.Trainer = run.trainer
     try:

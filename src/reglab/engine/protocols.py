@@ -23,9 +23,9 @@ import pytorch_lightning as pl
 import torch
 
 from reglab.config import ConfigError
-from reglab.early_stopping import EarlyStopping
-from reglab.module import RegLabModule
-from reglab.run import Run, build_callbacks, build_module, build_trainer
+from reglab.engine.run import Run, build_callbacks, build_module, build_trainer
+from reglab.objectives.base import RegLabModule
+from reglab.regularization.early_stopping import EarlyStopping
 
 log = logging.getLogger("reglab")
 

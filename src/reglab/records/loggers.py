@@ -1,4 +1,4 @@
-"""What a run leaves behind: weight histograms, hparams beside the final metrics, metrics.json.
+"""TensorBoard: one event file per run, weight histograms, image grids, and the hparams summary.
 
 TensorBoard's HPARAMS tab compares runs by the hparams summary of each run; Lightning's
 `log_hyperparams(params, metrics)` would also log `metrics` a second time as scalars at
@@ -6,18 +6,11 @@ step 0, so the summary is written here directly, naming the final scalars that t
 has logged at their true steps.
 """
 
-import copy
-import json
-import math
-import os
-import time
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.plugins import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -40,64 +33,6 @@ class TensorBoardLogger(pl.loggers.TensorBoardLogger):
 
     def close(self) -> None:
         super().finalize("success")
-
-
-def _copy_tensors(obj: Any) -> Any:
-    """A copy of a checkpoint's containers and tensors; other leaves are shared."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        new = copy.copy(obj)  # keeps the type and attributes (a state_dict's _metadata)
-        new.update((k, _copy_tensors(v)) for k, v in obj.items())
-        return new
-    if isinstance(obj, list | tuple):
-        return type(obj)(_copy_tensors(v) for v in obj)
-    return obj
-
-
-class CheckpointWriter(TorchCheckpointIO):
-    """Writes checkpoints atomically (temporary file + rename) and at most every
-    `min_interval` seconds.
-
-    A checkpoint that falls due sooner is copied at once (so it is the state of that
-    moment) and kept in memory until the interval has passed, the run ends, or it fails:
-    Lightning calls `teardown` in every case but SIGKILL, which loses at most `min_interval`
-    seconds of checkpoints. For a small model a validation takes a millisecond and a write
-    several, so writing every improvement would dominate training; for a large one the
-    interval has passed at every validation and nothing waits.
-    """
-
-    def __init__(self, min_interval: float = 0.0) -> None:
-        self.min_interval = min_interval
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._last_write = -math.inf
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        if "://" in str(path) or storage_options is not None:  # remote: Lightning's fsspec path
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        self._pending[str(path)] = _copy_tensors(checkpoint)  # the live tensors move on
-        if time.monotonic() - self._last_write >= self.min_interval:
-            self.flush()
-
-    def flush(self) -> None:
-        for path, checkpoint in self._pending.items():
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, target)  # a crash never leaves half a checkpoint
-        self._pending.clear()
-        self._last_write = time.monotonic()
-
-    def remove_checkpoint(self, path: str | Path) -> None:
-        self._pending.pop(str(path), None)
-        if Path(path).exists():
-            super().remove_checkpoint(path)
-
-    def teardown(self) -> None:
-        self.flush()
 
 
 class WeightHistograms(pl.Callback):
@@ -188,27 +123,6 @@ def close_loggers(loggers: list[pl.loggers.Logger]) -> None:
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.close()
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """JSON with non-finite floats as null (JSON has no NaN), keys in a stable order."""
-    clean = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()
-    }
-    path.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
-
-
-def format_table(metrics: Mapping[str, float]) -> str:
-    width = max(map(len, metrics), default=0)
-    rows = [
-        f"  {k:<{width}}  {v:.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}"
-        for k, v in metrics.items()
-    ]
-    return "\n".join(rows)
-
-
-def read_json(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
 
 
 def log_images(

@@ -1,7 +1,10 @@
-"""A run, composed from its config: data → model → regularizer → module → Trainer.
+"""A run, composed from its config: data → model → regularizer → objective → Trainer.
 
 Composition only; nothing here trains. `build(cfg)` makes the pieces of one run,
 `build_module` and `build_trainer` make more of them for a protocol's later phases.
+Strategies come from the config's `_target_`s, never from an import here: the network
+(`model`), its objective (`objective`: the LightningModule class) and how many members train
+(`ensemble`: `SingleModel`, or e.g. `engine.bagging.Bagging`).
 """
 
 import logging
@@ -14,21 +17,18 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities import rank_zero_only
 
-from reglab import distributed
-from reglab.augmentation import Augmentation
 from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
-from reglab.data import DataModule
-from reglab.module import RegLabModule
-from reglab.multitask import MultiTaskModule, MultiTaskNet
+from reglab.data.augmentation import Augmentation
+from reglab.data.datamodule import DataModule
+from reglab.engine import distributed
+from reglab.objectives.base import RegLabModule
 from reglab.records import CheckpointWriter
-from reglab.semi_supervised import Autoencoder, SemiSupervisedModule
 
 log = logging.getLogger("reglab")
 
@@ -50,7 +50,19 @@ class Run:
     module: RegLabModule
     trainer: pl.Trainer
     run_dir: Path
+    ensemble: "SingleModel"  # the ensemble strategy: it picks the protocol too
     ckpt_path: Path | None = None  # resume from this checkpoint (`resume=<run dir>`)
+
+
+class SingleModel:
+    """`ensemble=none`: one network in the configured objective, trained by the configured
+    protocol. An ensemble strategy (`ensemble._target_`) answers the same two questions."""
+
+    def module(self, cfg: DictConfig, dm: DataModule) -> RegLabModule:
+        return build_module(cfg, dm)
+
+    def protocol(self, configured: Any) -> Any:
+        return configured
 
 
 def quiet_libraries() -> None:
@@ -84,16 +96,6 @@ def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
     return instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs, **tasks)
 
 
-def module_class(net: torch.nn.Module) -> type[RegLabModule]:
-    """The objective follows the network: one head per task sums the task losses, an
-    autoencoder adds reconstruction on unlabelled data; any other is one plain J."""
-    if isinstance(net, MultiTaskNet):
-        return MultiTaskModule
-    if isinstance(net, Autoencoder):
-        return SemiSupervisedModule
-    return RegLabModule
-
-
 def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
     """What a module is trained with besides its network: the same for one model or k."""
     scheduler = cfg.get("scheduler") or {}
@@ -113,9 +115,12 @@ def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
 
 
 def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
-    """A freshly initialized network (from the current RNG state) in its LightningModule."""
+    """A freshly initialized network (from the current RNG state) in its objective, the
+    LightningModule `objective._target_` names (the model's config chooses it: a multi-task
+    network sums its task losses, an autoencoder adds reconstruction; any other: one J)."""
     net = build_net(cfg, dm)
-    return module_class(net)(net=net, **module_kwargs(cfg, dm))
+    objective = instantiate(cfg.objective) if cfg.get("objective") else RegLabModule
+    return objective(net=net, **module_kwargs(cfg, dm))
 
 
 def build_augmentation(cfg: DictConfig, dm: DataModule) -> Augmentation | None:
@@ -200,21 +205,6 @@ def requeued(run_dir: Path) -> bool:
     return restarts > 0 and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
-def job_threads(cfg: DictConfig) -> int | None:
-    """torch threads for this job: `threads` if set; under a launcher that runs jobs in
-    parallel processes (joblib), the cores divided among them, so jobs × threads ≤ cores."""
-    if cfg.get("threads"):
-        return cfg.threads
-    if not HydraConfig.initialized():
-        return None
-    n_jobs = (HydraConfig.get().launcher or {}).get("n_jobs")
-    if not n_jobs:
-        return None
-    cores = os.cpu_count() or 1
-    jobs = cores if n_jobs < 0 else min(n_jobs, cores)  # joblib: -1 = one job per core
-    return max(1, cores // jobs)
-
-
 def build(cfg: DictConfig) -> Run:
     """Validate `cfg`, seed, and compose data → model → regularizer → module → Trainer."""
     if not cfg.get("resume") and requeued(Path(cfg.output_dir)):
@@ -224,7 +214,7 @@ def build(cfg: DictConfig) -> Run:
         cfg = resume_config(cfg)
     validate(cfg)
     quiet_libraries()
-    threads = job_threads(cfg)
+    threads = distributed.job_threads(cfg)
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(cfg.output_dir)
@@ -239,14 +229,8 @@ def build(cfg: DictConfig) -> Run:
         dm: DataModule = instantiate(cfg.data, keep_unlabeled=keep_unlabeled).prepare()
     except ValueError as err:  # a value the data set cannot satisfy (e.g. data.train_size)
         raise ConfigError(str(err)) from err
-    if (cfg.get("ensemble") or {}).get("members"):
-        from reglab.bagging import build_bagging_module  # bagging builds on this module
-
-        module = build_bagging_module(cfg, dm)
-        if cfg.ensemble.vectorized:
-            dm.members = cfg.ensemble.members  # each member its own resample, in one pass
-    else:
-        module = build_module(cfg, dm)
+    ensemble = instantiate(cfg.ensemble) if cfg.get("ensemble") else SingleModel()
+    module = ensemble.module(cfg, dm)
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
     ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
-    return Run(cfg, dm, module, trainer, run_dir, ckpt)
+    return Run(cfg, dm, module, trainer, run_dir, ensemble, ckpt)

@@ -6,38 +6,14 @@ names the key, the value and what is allowed; `cli.main` prints it without a tra
 """
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from reglab.cli import CONFIG_DIR  # (registers the resume_or resolver)
-from reglab.models import ACTIVATIONS
+from reglab.config.errors import ConfigError
 
-RUN_CONFIG = "config.yaml"  # the resolved config a run trained with, in its run directory
-
-
-def resume_config(cfg: DictConfig) -> DictConfig:
-    """The config of the run `cfg.resume` names, to continue it as it was (Hydra rewrites
-    .hydra/ in that directory with the new command line before the run starts)."""
-    run_dir = Path(cfg.resume)
-    saved, last = run_dir / RUN_CONFIG, run_dir / "checkpoints" / "last.ckpt"
-    if not saved.is_file() or not last.exists():
-        raise ConfigError(
-            f"resume={cfg.resume}: no {RUN_CONFIG} and checkpoints/last.ckpt there"
-            " (allowed: the directory of a reglab run that saved a checkpoint)"
-        )
-    resumed = OmegaConf.load(saved)
-    with open_dict(resumed):
-        resumed.resume = str(run_dir)
-        resumed.output_dir = str(run_dir)
-    return resumed
-
-
-class ConfigError(ValueError):
-    """A config value outside its allowed range."""
+# the activations models.ACTIVATIONS builds (a test keeps the two lists equal)
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu")
 
 
 def _number(v: Any) -> bool:
@@ -248,13 +224,3 @@ def _validate_tasks(cfg: DictConfig, tasks: Any) -> None:
 
 def _show(value: Any) -> str:
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
-
-
-def compose(overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> DictConfig:
-    """The config `python train.py OVERRIDES…` would run, for use from Python (`reglab.train`)."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.output_dir = str(output_dir)
-    return cfg

@@ -20,15 +20,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-from torch import Tensor, nn
+from torch import Tensor
 
-from reglab.data import DataModule, bootstrap_index
-from reglab.models import StackedMLP
-from reglab.module import RegLabModule
-from reglab.protocols import EarlyStopping71, Outcome
-from reglab.run import Run, build_callbacks, build_net, build_trainer, module_kwargs
+from reglab.data.datamodule import DataModule
+from reglab.data.loaders import bootstrap_index
+from reglab.objectives.base import RegLabModule
 
 
 def vote(predictions: Tensor, task: str, rule: str = "soft") -> Tensor:
@@ -179,44 +175,3 @@ def out_of_bag_mask(dm: DataModule, members: int) -> Tensor:
     for i in range(members):
         mask[i, bootstrap_index(n, dm.seed, i)] = False
     return mask
-
-
-def build_bagging_module(
-    cfg: DictConfig, dm: DataModule, members: list[nn.Module] | None = None
-) -> BaggingModule:
-    """A BaggingModule over k freshly initialized members (drawn one after another)."""
-    k = cfg.ensemble.members
-    nets = members or [build_net(cfg, dm) for _ in range(k)]
-    module = BaggingModule(net=StackedMLP(nets), vote=cfg.ensemble.vote, **module_kwargs(cfg, dm))
-    x, y = dm.splits["train"]
-    module.oob = (x, y, out_of_bag_mask(dm, k))
-    return module
-
-
-class SequentialBagging(EarlyStopping71):
-    """The reference path: train member i as an ordinary run on resample i, one after
-    another, then stack the trained members and evaluate them as the ensemble."""
-
-    def run(self, run: Run) -> Outcome:
-        cfg, k = run.cfg, run.cfg.ensemble.members
-        ensemble: BaggingModule = run.module  # initial members, as the vectorized path has
-        trained, stops = [], []
-        for i in range(k):
-            dm = instantiate(cfg.data, bootstrap=i).prepare()
-            # the vectorized path's member i, as it started
-            module = RegLabModule(net=ensemble.net.member(i), **module_kwargs(cfg, dm))
-            trainer = build_trainer(
-                cfg,
-                dm,
-                build_callbacks(cfg, dm.has("val"), skip=("model_checkpoint",)),
-                run.trainer.loggers if i == 0 else [],
-            )
-            trainer.fit(module, datamodule=dm)
-            trained.append(module.net)
-            stops.append(trainer.global_step)
-        final = build_bagging_module(cfg, run.dm, members=trained)
-        final.history = []
-        tester = build_trainer(cfg, run.dm, [], run.trainer.loggers)
-        tester.validate(final, datamodule=run.dm, verbose=False)
-        metrics = {"stopped_step": max(stops), "ensemble/member_steps_total": sum(stops)}
-        return Outcome(final, tester, metrics, [(0, "bagging (sequential)")])

@@ -1,0 +1,20 @@
+"""The bottom layer: config paths, composition, the rules every value is checked against,
+and the errors a run reports. Imports nothing else of reglab, and no torch (the command
+line's launching process loads it)."""
+
+from reglab.config.composition import compose, resume_config
+from reglab.config.errors import ConfigError, RunFailed
+from reglab.config.paths import CONFIG_DIR, RUN_CONFIG
+from reglab.config.rules import ACTIVATIONS, RULES, validate
+
+__all__ = [
+    "ACTIVATIONS",
+    "CONFIG_DIR",
+    "RULES",
+    "RUN_CONFIG",
+    "ConfigError",
+    "RunFailed",
+    "compose",
+    "resume_config",
+    "validate",
+]

@@ -1,0 +1,66 @@
+"""k networks of one architecture as one: bagging's members in a single pass (§7.11)."""
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from reglab.models.mlp import ACTIVATIONS, Dropout
+
+
+class StackedLinear(nn.Module):
+    """k affine maps applied at once: y_i = x_i W_i + b_i for every member i (torch.baddbmm)."""
+
+    def __init__(self, layers: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach().T for m in layers]))  # k,in,out
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).unsqueeze(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (k, batch, in)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedMLP(nn.Module):
+    """k networks of one architecture (MLP or Linear) trained and evaluated as one.
+
+    The members' parameters are stacked along a leading axis and every layer is one batched
+    matrix multiplication, so k members cost one pass of k-times-wider matrices instead of
+    k passes. Input (k, batch, features) gives each member its own rows; input (batch,
+    features) is shared by all. Output: (k, batch, outputs). Dropout masks are drawn per
+    element, so members see different masks. The members' initial values are those of the
+    `members` passed in, so a sequential run from the same networks is comparable.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        first = members[0]
+        layers = [[m for m in net.modules() if isinstance(m, nn.Linear)] for net in members]
+        self.layers = nn.ModuleList(StackedLinear(group) for group in zip(*layers, strict=True))
+        self.activation = ACTIVATIONS[getattr(first, "activation", "relu")]()
+        rates = first.dropout_rates
+        self.input_dropout = Dropout(rates["input"])
+        self.hidden_dropout = Dropout(rates["hidden"])
+        self.members = len(members)
+        # a blueprint for `member`, kept out of the module tree (not a parameter to train)
+        self.__dict__["_template"] = copy.deepcopy(first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.expand(self.members, *x.shape)
+        x = self.input_dropout(x)
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self.hidden_dropout(self.activation(x))
+            x = layer(x)
+        return x
+
+    def member(self, i: int) -> nn.Module:
+        """Member i as a standalone network (a copy of its parameters)."""
+        net = copy.deepcopy(self._template)
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for linear, stacked in zip(linears, self.layers, strict=True):
+                linear.weight.copy_(stacked.weight[i].T)
+                linear.bias.copy_(stacked.bias[i, 0])
+        return net

@@ -1,0 +1,28 @@
+"""Regularization that acts on any network: norm penalties (hooks around each optimizer
+step), dropout inference rules, and the early-stopping callback (Algorithm 7.1)."""
+
+from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
+from reglab.regularization.early_stopping import EarlyStopping
+from reglab.regularization.penalties import (
+    L1,
+    L2,
+    ElasticNet,
+    NoPenalty,
+    Regularizer,
+    WeightDecay,
+    soft_threshold_,
+)
+
+__all__ = [
+    "L1",
+    "L2",
+    "EarlyStopping",
+    "ElasticNet",
+    "MonteCarlo",
+    "NoPenalty",
+    "Regularizer",
+    "WeightDecay",
+    "predictive_entropy",
+    "soft_threshold_",
+    "weight_scaling",
+]
