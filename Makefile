@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 train: install
 	$(BIN)/python train.py $(ARGS)
 
+# ruff, then the architecture: import-linter's contracts in pyproject.toml (layers, no cycle)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format .

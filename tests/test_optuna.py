@@ -37,7 +37,7 @@ def test_a_tiny_study_runs_its_trials_and_reports_the_best_within_the_search_spa
     objectives = [read_metrics(j)["val/best"] for j in jobs]
     for job in jobs:
         assert set(RANGES) <= set(overrides(job))  # each trial drew every searched key
-        assert "regularizers.L2" in (job / "config.yaml").read_text()  # alpha is L2's
+        assert "regularization.L2" in (job / "config.yaml").read_text()  # alpha is L2's
 
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == set(RANGES)

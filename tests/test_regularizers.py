@@ -10,8 +10,16 @@ from torch import nn
 
 import reglab
 from reglab.engine.run import build
-from reglab.models import MLP, Linear, penalized_parameters
-from reglab.regularization import L1, L2, ElasticNet, NoPenalty, WeightDecay, soft_threshold_
+from reglab.models import MLP, Linear
+from reglab.regularization import (
+    L1,
+    L2,
+    ElasticNet,
+    NoPenalty,
+    WeightDecay,
+    penalized_parameters,
+    soft_threshold_,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -58,7 +58,7 @@ class DataModule(pl.LightningDataModule):
         self.train_size = train_size  # keep only this many training examples (small data)
         self.labeled_fraction = labeled_fraction  # of the training split; the rest is hidden
         self.keep_unlabeled = keep_unlabeled  # hidden labels become UNLABELED, else rows drop
-        # multi-task targets: one column per task, in this order (see multitask.py)
+        # multi-task targets: one column per task, in this order (see models/multitask.py)
         tasks = {k: dict(v) for k, v in (tasks or {}).items()}
         self.task_columns = [list(tasks).index(name) for name in use_tasks or tasks]
         self.tasks = {name: tasks[name] for name in use_tasks or tasks}

@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from reglab.data.datamodule import DataModule
-from reglab.engine.run import Run, build_callbacks, build_net, build_trainer, module_kwargs
 from reglab.engine.protocols import EarlyStopping71, Outcome
+from reglab.engine.run import Run, build_callbacks, build_net, build_trainer, module_kwargs
 from reglab.models.stacked import StackedMLP
 from reglab.objectives.bagging import BaggingModule, out_of_bag_mask
 from reglab.objectives.base import RegLabModule

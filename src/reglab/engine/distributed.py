@@ -2,7 +2,7 @@
 
 Lightning's DDPStrategy trains: torch's DistributedDataParallel all-reduces the gradients of
 every backward pass to their mean over the processes. Lightning's `manual_backward` prepares
-DDP's reducer before each one, so all k optimizer steps of a chunk (module.py) are
+DDP's reducer before each one, so all k optimizer steps of a chunk (objectives/base.py) are
 synchronized; a plain `loss.backward()` after the first would not be. Each process trains on
 its part of every global minibatch (`data.ChunkLoader`), so the run takes the steps of a
 single-process run on the same minibatches, to float rounding. That holds for a loss that
@@ -24,7 +24,7 @@ What this module adds:
 - `world_size`, and `check`: the settings that cannot work, as a ConfigError.
 - `RankSeeds`: a random stream per process (dropout masks, augmentations).
 
-Only global rank 0 writes the run's files (run.build, train.train); Lightning writes
+Only global rank 0 writes the run's files (run.build, training.train); Lightning writes
 checkpoints and event files from rank 0 alone.
 """
 

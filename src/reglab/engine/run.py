@@ -170,7 +170,7 @@ def build_trainer(
     chunk boundaries and n stays exact. Under DDP k = 1: each process then gets its part of
     one global minibatch per Lightning batch (data.ChunkLoader), which the module takes as
     one step whatever the part's size. (DDP would synchronize k > 1 steps too: see
-    distributed.py.)
+    engine/distributed.py.)
     """
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in REGLAB_TRAINER_KEYS:
@@ -218,7 +218,7 @@ def build(cfg: DictConfig) -> Run:
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(cfg.output_dir)
-    if rank_zero_only.rank == 0:  # trainer=ddp: one process writes the run (distributed.py)
+    if rank_zero_only.rank == 0:  # trainer=ddp: one process writes the run (engine/distributed.py)
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / RUN_CONFIG, resolve=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

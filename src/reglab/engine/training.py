@@ -20,8 +20,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from reglab.config import RunFailed
 from reglab.engine import distributed
-from reglab.engine.run import Run, build
 from reglab.engine.protocols import EarlyStopping71, Outcome
+from reglab.engine.run import Run, build
 from reglab.objectives.base import NonFiniteLossError
 from reglab.records import (
     close_loggers,

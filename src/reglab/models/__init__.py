@@ -2,7 +2,7 @@
 members. A network knows nothing of losses, regularizers or Lightning."""
 
 from reglab.models.autoencoder import Autoencoder
-from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear, has_dropout, penalized_parameters
+from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear, has_dropout
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
 from reglab.models.stacked import StackedLinear, StackedMLP
 
@@ -18,5 +18,4 @@ __all__ = [
     "Task",
     "has_dropout",
     "parse_tasks",
-    "penalized_parameters",
 ]

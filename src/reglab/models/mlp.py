@@ -85,13 +85,3 @@ class Linear(nn.Linear):
 
 def has_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
-
-
-def penalized_parameters(model: nn.Module, include_bias: bool = False) -> list[torch.Tensor]:
-    """The w of Ω(w): every weight, and the biases only when asked.
-
-    The textbook penalizes "only the weights of the affine transformation at each layer and
-    leaves the biases unregularized": a bias controls one unit only, so fitting it needs
-    little data, and shrinking it towards zero can cause underfitting.
-    """
-    return [p for name, p in model.named_parameters() if include_bias or not name.endswith("bias")]

@@ -2,7 +2,7 @@
 
 J is cross-entropy for classification and the mean squared error (mean over samples) for
 regression. The regularizer is applied by hooks around each optimizer step (see
-`regularizers.py`), so one module serves L2, L1, proximal L1, elastic net and decoupled
+`regularization/penalties.py`), so one module serves L2, L1, proximal L1, elastic net and decoupled
 weight decay alike.
 
 Speed: Lightning's per-step machinery costs more than a small network's forward and
@@ -10,8 +10,8 @@ backward pass, so the module uses manual optimization and runs a *chunk* of cons
 minibatches (several optimizer steps) per Lightning step. Every optimizer step still goes
 through Lightning's optimizer wrapper, so `global_step` counts optimizer steps (the i of
 Algorithm 7.1), `on_before_optimizer_step` callbacks fire, and gradient clipping and
-step-wise schedulers act per step; the chunk boundaries are chosen by `run.build_trainer` to fall
-on every validation point.
+step-wise schedulers act per step; `engine.run.build_trainer` chooses the chunk boundaries
+to fall on every validation point.
 """
 
 from collections.abc import Callable
@@ -24,10 +24,9 @@ import torchmetrics
 from torch import Tensor, nn
 
 from reglab.data.augmentation import Augmentation
-from reglab.models.mlp import penalized_parameters
 from reglab.records import log_images
 from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
-from reglab.regularization.penalties import Regularizer
+from reglab.regularization.penalties import Regularizer, penalized_parameters
 
 
 class NonFiniteLossError(RuntimeError):
@@ -103,12 +102,12 @@ class RegLabModule(pl.LightningModule):
             self.carried_optimizer_state = None
 
     # the batch axis of training blocks and the number of models summed in the loss
-    # (an ensemble trains k models on (k, batch, …) blocks: see bagging.py)
+    # (an ensemble trains k models on (k, batch, …) blocks: see objectives/bagging.py)
     batch_dim, models = 0, 1
 
     def train_output(self, x: Tensor) -> Tensor:
         """What a training step computes from a minibatch (the network's output; a model
-        with more than one output concatenates them: see `semi_supervised.py`)."""
+        with more than one output concatenates them: see `objectives/semi_supervised.py`)."""
         return self.net(x)
 
     def step_loss(self, output: Tensor, y: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from reglab.regularization.penalties import (
     NoPenalty,
     Regularizer,
     WeightDecay,
+    penalized_parameters,
     soft_threshold_,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "NoPenalty",
     "Regularizer",
     "WeightDecay",
+    "penalized_parameters",
     "predictive_entropy",
     "soft_threshold_",
     "weight_scaling",

@@ -16,6 +16,16 @@ import torch
 from torch import Tensor
 
 
+def penalized_parameters(model: torch.nn.Module, include_bias: bool = False) -> list[torch.Tensor]:
+    """The w of Ω(w): every weight, and the biases only when asked.
+
+    The textbook penalizes "only the weights of the affine transformation at each layer and
+    leaves the biases unregularized": a bias controls one unit only, so fitting it needs
+    little data, and shrinking it towards zero can cause underfitting.
+    """
+    return [p for name, p in model.named_parameters() if include_bias or not name.endswith("bias")]
+
+
 class Regularizer:
     """Ω(θ) = 0: no penalty (the control run)."""
 
