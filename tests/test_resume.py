@@ -59,6 +59,18 @@ def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path):
     assert "checkpoints/last.ckpt" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_run_from_before_the_layered_layout_is_refused_in_one_line(tmp_path):
+    """Its config.yaml names modules that have moved (reglab.regularizers.…) and has no
+    `objective`: resuming it is a one-line error, not an import traceback."""
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (old / "config.yaml").write_text("regularizer:\n  _target_: reglab.regularizers.L2\n")
+    proc = run_cli(f"resume={old}")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "before the layered layout" in proc.stderr
+
+
 def test_runs_started_together_get_their_own_directories(tmp_path):
     """Run directories carry microseconds: simultaneous runs (or sweeps) never collide."""
     procs = [

@@ -32,6 +32,12 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             " (allowed: the directory of a reglab run that saved a checkpoint)"
         )
     resumed = OmegaConf.load(saved)
+    if "objective" not in resumed:  # its _target_s name modules that have moved since
+        raise ConfigError(
+            f"resume={cfg.resume}: that run was written by a reglab before the layered layout"
+            " (no `objective` in its config.yaml) and cannot be resumed by this one (allowed:"
+            " a run directory written by this version; rerun the old one from its .hydra/)"
+        )
     with open_dict(resumed):
         resumed.resume = str(run_dir)
         resumed.output_dir = str(run_dir)
