@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from reglab.config import Interrupted
 
@@ -68,16 +69,18 @@ class LatestCheckpoint(pl.Callback):
 
     # -- writes --------------------------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self._signalled(trainer):
+        signalled, due = self._decide(trainer, time.monotonic() - self._last_write >= self.every_s)
+        if signalled:
             self.save(trainer)
             signum = self.received or signal.SIGTERM  # (DDP: another rank got it)
             self._call_chained(signum)
             raise Interrupted(signum, trainer.global_step, str(self.dirpath.parent))
-        if time.monotonic() - self._last_write >= self.every_s:
+        if due:
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._write_cost <= self.cheap * (time.monotonic() - self._last_write):
+        cheap = self._write_cost <= self.cheap * (time.monotonic() - self._last_write)
+        if self._decide(trainer, cheap)[1]:
             self.save(trainer)
 
     def save(self, trainer: pl.Trainer) -> None:
@@ -90,11 +93,16 @@ class LatestCheckpoint(pl.Callback):
         self._last_write = time.monotonic()
         self._write_cost = self._last_write - start
 
-    def _signalled(self, trainer: pl.Trainer) -> bool:
-        """Whether any process got a signal (under DDP every rank must save together)."""
+    def _decide(self, trainer: pl.Trainer, due: bool) -> tuple[bool, bool]:
+        """(whether any process got a signal, whether a write is due by rank 0's clock).
+        Under DDP every rank must save together (a checkpoint is a collective), so both
+        are agreed on in one all-reduce; rank 0's clocks decide what is due."""
         if trainer.world_size == 1:
-            return self.received is not None
-        return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+            return self.received is not None, due
+        votes = torch.tensor([self.received is not None, due and trainer.is_global_zero])
+        votes = votes.float().to(trainer.strategy.root_device)
+        votes = trainer.strategy.reduce(votes, reduce_op="sum")
+        return bool(votes[0] > 0), bool(votes[1] > 0)
 
     def _call_chained(self, signum: int) -> None:
         chained = self._chain.get(signum)
