@@ -57,18 +57,22 @@ class Augmentation(nn.Module):
         return len(self.transforms)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Transform a batch (any leading axes, then one example's shape)."""
+        """Transform a batch (any leading axes, then one example's shape; flat images,
+        (…, C·H·W), come back flat)."""
         for transform in self.transforms:
             x = self._on_images(transform, x) if is_image_transform(transform) else transform(x)
         return x
 
     def _on_images(self, transform: nn.Module, x: Tensor) -> Tensor:
         shape = self.image_shape
-        lead = x.shape[: x.dim() - len(shape)]
+        flat = tuple(x.shape[-len(shape) :]) != shape  # (…, C·H·W) examples: back to flat
+        images = x.unflatten(-1, shape) if flat else x
+        lead = images.shape[: images.dim() - len(shape)]
         mean, std = (self._per_pixel(t) for t in (self.mean, self.std))
-        pixels = (x * std + mean).reshape(-1, *shape)
+        pixels = (images * std + mean).reshape(-1, *shape)
         pixels = transform(pixels)
-        return ((pixels.reshape(*lead, *shape) - mean) / std).to(x.dtype)
+        out = ((pixels.reshape(*lead, *shape) - mean) / std).to(x.dtype)
+        return out.flatten(-len(shape)) if flat else out
 
     def _per_pixel(self, stat: Tensor) -> Tensor:
         """A flat per-feature statistic in the image's (C, H, W), or a scalar as it is."""

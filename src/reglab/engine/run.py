@@ -91,9 +91,7 @@ def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | 
     return val_check_interval
 
 
-# the sizes reglab hands a network's constructor, each only if its signature accepts it
-SIZE_ARGUMENTS = ("in_features", "out_features", "in_channels", "image_shape")
-IMAGE_ARGUMENTS = ("in_channels", "image_shape")  # only image data has them
+IMAGE_ARGUMENTS = ("in_channels", "image_shape")  # sizes only image data has
 
 
 def model_sizes(dm: DataModule) -> dict[str, Any]:
