@@ -29,11 +29,11 @@ class StackedMLP(nn.Module):
     The members' parameters are stacked along a leading axis and every layer is one batched
     matrix multiplication, so k members cost one pass of k-times-wider matrices instead of
     k passes. Input (k, batch, *example_shape) gives each member its own rows; input
-    (batch, *example_shape) is shared by all (`example_shape`: one example's, e.g. (C, H, W)
-    for images; default (in_features,)); examples are flattened. Output: (k, batch,
-    outputs). Dropout masks are drawn per element, so members see different masks. The
-    members' initial values are those of the `members` passed in, so a sequential run from
-    the same networks is comparable.
+    (batch, *example_shape) or flat (batch, features) is shared by all (`example_shape`: one
+    example's, e.g. (C, H, W) for images; default (in_features,)); examples are flattened.
+    Output: (k, batch, outputs). Dropout masks are drawn per element, so members see
+    different masks. The members' initial values are those of the `members` passed in, so
+    a sequential run from the same networks is comparable.
     """
 
     def __init__(
@@ -53,7 +53,7 @@ class StackedMLP(nn.Module):
         self.__dict__["_template"] = copy.deepcopy(first)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == self.example_dims + 1:  # one batch for all members
+        if x.dim() in (2, self.example_dims + 1):  # one batch for all members (or flat)
             x = x.flatten(1)
             x = x.expand(self.members, *x.shape)
         else:
