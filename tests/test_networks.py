@@ -149,7 +149,7 @@ def cli_runs(tmp_path_factory):
     """cnn and resnet trained on digits by `python train.py`, two at a time."""
     base = tmp_path_factory.mktemp("nets")
     commands = {
-        "cnn": [*TINY_CNN, "trainer.max_epochs=3"],
+        "cnn": [*TINY_CNN, *FAST, "trainer.max_epochs=3"],
         "resnet": [*TINY_RESNET, "model.preact=true", "trainer.max_epochs=3"],
     }
     with ThreadPoolExecutor(max_workers=2) as pool:
