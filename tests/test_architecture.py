@@ -64,3 +64,53 @@ def test_import_contracts_hold():
     )
     assert done.returncode == 0, done.stdout[-3000:]
     assert "0 broken" in done.stdout
+
+
+def doc_examples() -> list[tuple[str, str, str]]:
+    """(language, path, code) of each example in docs/architecture.md's "Where things go"."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    section = doc[doc.index("## Where things go") :]
+    return re.findall(r"```(python|yaml)\n# (\S+)[^\n]*\n(.*?)```", section, re.S)
+
+
+def test_the_where_things_go_examples_train(tmp_path, monkeypatch):
+    """Each example, placed where the page says, trains through `GROUP=NAME`: the page is true."""
+    import importlib
+    import types
+
+    import torch
+
+    import reglab
+
+    conf = tmp_path / "conf"
+    for lang, path, code in doc_examples():
+        if lang == "yaml":
+            target = conf / Path(path).relative_to("conf")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(code)
+            continue
+        name = path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:  # a new file: a new module
+            module = types.ModuleType(name)
+            monkeypatch.setitem(sys.modules, name, module)
+        namespace = vars(module)
+        for key in ("nn", "torch", "Tensor"):
+            namespace.setdefault(key, getattr(torch, key, torch))
+        added = {}
+        exec(compile(code, path, "exec"), {**namespace}, added)
+        for key, value in added.items():
+            monkeypatch.setattr(module, key, value, raising=False)
+    groups = sorted({f"{p.parent.name}={p.stem}" for p in conf.rglob("*.yaml")})
+    assert groups == ["data=wine", "model=wide", "protocol=fixed_steps", "regularizer=cauchy"]
+    search = f"hydra.searchpath=[file://{conf}]"
+    quick = ["trainer.max_epochs=2", "callbacks.progress_bar=null", "logger=csv"]
+    steps = {}
+    for group in groups:
+        extra = ["protocol.steps=5"] if group.startswith("protocol") else []
+        cfg = reglab.compose([search, group, *quick, *extra], output_dir=tmp_path / group)
+        steps[group] = reglab.train(cfg)["stopped_step"]
+    assert steps["protocol=fixed_steps"] == 5  # FixedSteps took exactly its steps
+    assert steps["data=wine"] == 2 * 4  # 2 epochs of 107 training wines in batches of 32
+    assert all(s > 0 for s in steps.values()), steps

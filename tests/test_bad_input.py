@@ -39,6 +39,12 @@ CONFIG_ERRORS: dict[str, tuple[list[str], list[str]]] = {
     "max_epochs=0": (["trainer.max_epochs=0"], ["trainer.max_epochs", "≥ 1"]),
     "hidden<0": (["model.hidden_sizes=[64,-3]"], ["model.hidden_sizes", "[64,-3]", "positive"]),
     "hidden=abc": (["model.hidden_sizes=[64,abc]"], ["model.hidden_sizes", "abc", "positive"]),
+    # an objective that does not fit the network (any network may be given any objective)
+    "multitask-objective-on-mlp": (["objective=multitask"], ["objective=multitask", "tasks"]),
+    "semi-objective-on-mlp": (
+        ["objective=semi_supervised"],
+        ["objective=semi_supervised", "MLP", "model=autoencoder"],
+    ),
 }
 
 # id → (overrides, whether a validation ran before the loss diverged: then best.ckpt exists)
@@ -220,6 +226,7 @@ REJECTED = [
     ["model=multitask", "data=digits_multitask", "data.tasks.parity.outputs=1"],
     ["model=multitask", "data=digits_multitask", "data.use_tasks=[colour]"],
     ["model=multitask", "data=digits_multitask", "model.trunk_sizes=[]"],
+    ["model=multitask", "data=digits_multitask", "objective=plain"],
     ["model=multitask", "data=digits"],
     ["model=mlp", "data=digits_multitask"],
     ["model=multitask", "data=digits_multitask", "ensemble=bagging"],

@@ -94,7 +94,7 @@ def test_a_checkpoint_of_another_model_names_the_missing_and_unexpected_keys(tmp
     last = mlp / "checkpoints" / "last.ckpt"
     check_checkpoint_fits(last, build(reglab.compose([f"resume={mlp}"])).module)  # its own: fits
 
-    shutil.copy(linear / "checkpoints" / "best.ckpt", mlp / "checkpoints" / "best.ckpt")
+    shutil.copy(linear / "checkpoints" / "last.ckpt", last)  # what resume= loads
     with pytest.raises(ConfigError) as err:
         reglab.train(reglab.compose([f"resume={mlp}"], output_dir=mlp))
     message = str(err.value)

@@ -94,6 +94,10 @@ def rotation(i: int) -> list[str]:
         choice["inference"] = "weight_scaling"  # it has no dropout to sample
     if choice.get("model") == "multitask":
         choice["inference"] = "weight_scaling"  # Monte Carlo averages one distribution
+    # the objective follows the network (a mismatch is a config error), as the model's own
+    # config chooses it
+    objectives = {"multitask": "multitask", "autoencoder": "semi_supervised"}
+    choice["objective"] = objectives.get(choice.get("model"), "plain")
     extra = ["model.dropout.input=0.2"] if choice.get("inference") == "mc" else []  # needs masks
     if choice.get("model") == "multitask" and choice.get("optimizer") == "sgd":
         extra.append("optimizer.lr=0.005")  # sgd's 0.05 (momentum 0.9) diverges on Σ of 6 losses

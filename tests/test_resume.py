@@ -8,19 +8,30 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import ROOT, read_metrics, run_cli
+
+from reglab.records import read_json
 
 ARGS = (
     "trainer.max_epochs=12",
     "callbacks.early_stopping.patience=100",
     "trainer.checkpoint_min_interval=0",  # write every checkpoint at once: SIGKILL loses none
+    "trainer.checkpoint_every_min=0",  # and last.ckpt after every block of steps
+    "threads=1",
+)
+# validation every 5 steps of 17 an epoch: blocks of 1 step, so a signal lands mid-epoch
+SIGNALLED = (
+    "trainer.max_epochs=25",
+    "callbacks.early_stopping.patience=1000",
+    "trainer.val_check_interval=5",
     "threads=1",
 )
 
 
-def start(run_dir) -> subprocess.Popen:
+def start(run_dir, args=ARGS) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *ARGS, f"hydra.run.dir={run_dir}"],
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -52,11 +63,94 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert read_metrics(killed)["stopped_step"] == 12 * 17
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("whole")
+    proc = run_cli(*SIGNALLED, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    return (run_dir / "metrics.json").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2])
+def test_a_signalled_run_saves_its_step_exits_nonzero_and_resumes_to_the_same_end(
+    tmp_path, uninterrupted, sig
+):
+    """Preemption, Ctrl-C, SLURM's time-limit warning: last.ckpt at the current step (mid-
+    epoch here), run.json `interrupted`, exit 128 + signal within 10 s; resume= then ends
+    byte-identical to the run that was never interrupted."""
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, SIGNALLED)
+    deadline = time.monotonic() + 120
+    epochs = 0
+    while epochs < 3 and time.monotonic() < deadline:
+        epochs += proc.stdout.readline().startswith("epoch ")
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 128 + sig, out[-2000:]
+    record = read_json(run_dir / "run.json")
+    assert record["status"] == "interrupted" and record["signal"] == sig.name
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == record["step"] > 3 * 17 - 17  # at least 2 epochs in
+    assert "resume=" in out and not (run_dir / "metrics.json").exists()
+
+    resumed = run_cli(f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "metrics.json").read_bytes() == uninterrupted
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """A crash mid-write leaves last.ckpt short: resume= takes last.prev.ckpt; with both
+    unreadable it is a one-line error naming them."""
+    run_dir = tmp_path / "run"
+    args = [*ARGS[1:], "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"]
+    assert run_cli(*args).returncode == 0
+    last = run_dir / "checkpoints" / "last.ckpt"
+    prev = run_dir / "checkpoints" / "last.prev.ckpt"
+    assert prev.is_file()
+    last.write_bytes(last.read_bytes()[:1000])
+    assert last.stat().st_size == 1000
+    resumed = run_cli(f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "last.prev.ckpt" in resumed.stdout + resumed.stderr
+    last.write_bytes(b"not a checkpoint")
+    prev.write_bytes(b"")
+    broken = run_cli(f"resume={run_dir}")
+    assert broken.returncode == 2
+    assert broken.stderr.count("\n") == 1 and "last.ckpt" in broken.stderr, broken.stderr
+
+
+def test_resuming_with_another_config_names_the_changed_keys(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*ARGS[1:], "trainer.max_epochs=2", f"hydra.run.dir={run_dir}").returncode == 0
+    changed = run_cli(f"resume={run_dir}", "regularizer=l2", "optimizer.lr=0.5")
+    assert changed.returncode == 2
+    assert changed.stderr.count("\n") == 1, changed.stderr
+    assert "regularizer, optimizer.lr" in changed.stderr
+    longer = run_cli(f"resume={run_dir}", "trainer.max_epochs=4")  # continue for longer
+    assert longer.returncode == 0, longer.stderr
+    assert read_json(run_dir / "metrics.json")["stopped_step"] == 4 * 17
+
+
 def test_resume_needs_a_run_directory_with_a_checkpoint(tmp_path):
     proc = run_cli(f"resume={tmp_path / 'nothing'}")
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and "resume=" in proc.stderr
     assert "checkpoints/last.ckpt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_from_before_the_layered_layout_is_refused_in_one_line(tmp_path):
+    """Its config.yaml names modules that have moved (reglab.regularizers.…) and has no
+    `objective`: resuming it is a one-line error, not an import traceback."""
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (old / "config.yaml").write_text("regularizer:\n  _target_: reglab.regularizers.L2\n")
+    proc = run_cli(f"resume={old}")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "before the layered layout" in proc.stderr
 
 
 def test_runs_started_together_get_their_own_directories(tmp_path):

@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from reglab.config import CONFIG_DIR, ConfigError, RunFailed
+from reglab.config import CONFIG_DIR, ConfigError, Interrupted, RunFailed
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -28,6 +28,9 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
+    except Interrupted as err:  # a sweep stops too: the signal was for the whole process
+        print(f"reglab: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except (ConfigError, RunFailed) as err:
         if multirun:
             raise  # Hydra records the failed job and the sweep goes on

@@ -3,7 +3,7 @@ and the errors a run reports. Imports nothing else of reglab, and no torch (the 
 line's launching process loads it)."""
 
 from reglab.config.composition import compose, resume_config
-from reglab.config.errors import ConfigError, RunFailed
+from reglab.config.errors import ConfigError, Interrupted, RunFailed
 from reglab.config.paths import CONFIG_DIR, RUN_CONFIG
 from reglab.config.rules import ACTIVATIONS, RULES, validate
 
@@ -13,6 +13,7 @@ __all__ = [
     "RULES",
     "RUN_CONFIG",
     "ConfigError",
+    "Interrupted",
     "RunFailed",
     "compose",
     "resume_config",

@@ -1,4 +1,6 @@
-"""The two errors a run reports in one line (`cli` prints them without a traceback)."""
+"""The errors a run reports in one line (`cli` prints them without a traceback)."""
+
+import signal
 
 
 class ConfigError(ValueError):
@@ -7,3 +9,20 @@ class ConfigError(ValueError):
 
 class RunFailed(RuntimeError):
     """Training stopped on an error after the run directory was set up; logs are kept."""
+
+
+class Interrupted(RunFailed):
+    """The run was signalled (preemption, Ctrl-C, a scheduler's time limit) and saved its
+    latest state to checkpoints/last.ckpt at `step`; `resume=` continues it from there."""
+
+    def __init__(self, signum: int, step: int, run_dir: str) -> None:
+        self.signum, self.step, self.run_dir = signum, step, run_dir
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name} at step {step}; its latest state is in"
+            f" {run_dir}/checkpoints/last.ckpt (continue it: python train.py resume={run_dir})"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process the signal ended

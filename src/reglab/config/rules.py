@@ -194,6 +194,12 @@ def _validate_model_data(cfg: DictConfig) -> None:
             f"ensemble=bagging stacks MLP or linear members, not model={name}"
             " (allowed: model=mlp or model=linear, or ensemble=none)"
         )
+    objective = str(OmegaConf.select(cfg, "objective._target_", default="") or "")
+    if kind == "multitask" and objective and not objective.endswith("MultiTaskModule"):
+        raise ConfigError(
+            f"model=multitask has one head per task: objective={objective.rsplit('.', 1)[-1]}"
+            " trains one output (allowed: objective=multitask, the model's own choice)"
+        )
     if kind == "multitask" and cfg.get("inference"):
         raise ConfigError(
             "inference=mc samples one output distribution, not model=multitask's several"

@@ -267,7 +267,14 @@ class DataModule(pl.LightningDataModule):
                 self._train_loader = BootstrapLoader(*args, **kwargs, index=index)
             else:
                 self._train_loader = ChunkLoader(*args, **kwargs)
+            # blocks training has started this epoch: where a mid-epoch checkpoint resumes
+            self._train_loader.consumed = self._blocks_started
         return self._train_loader
+
+    def _blocks_started(self) -> int:
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
     def _eval_loader(self, split: str) -> ChunkLoader | list:
         if split not in self.splits:

@@ -6,7 +6,7 @@ the hot path while each optimizer step still sees one minibatch (see `objectives
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,12 @@ class ChunkLoader:
     the mean gradient of the whole minibatch, as in a single-process run. A minibatch whose
     rows do not divide evenly (often the epoch's last) goes whole to every process, since
     parts of unequal size would weigh their rows unequally in that average.
+
+    Resuming mid-epoch (a checkpoint written between two blocks, e.g. when the run was
+    signalled): `state_dict` keeps the generator as it was before this epoch's permutation
+    and how many blocks training has taken (`consumed`, a callable the data module reads
+    off the Trainer), so the resumed epoch draws the same permutation and skips those
+    blocks: the same batches as an uninterrupted run.
     """
 
     batch_dim = 0  # the axis of rows in a block (BootstrapLoader: 1)
@@ -63,6 +69,9 @@ class ChunkLoader:
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
         self.rank, self.world_size = rank, world_size
+        self.consumed: Callable[[], int] = lambda: 0  # blocks of this epoch training took
+        self._epoch_start = self.generator.get_state()  # before this epoch's permutation
+        self._skip = 0  # blocks of the next epoch already trained on (a mid-epoch resume)
 
     def __len__(self) -> int:
         return self.steps_per_epoch // self.steps_per_chunk
@@ -75,10 +84,12 @@ class ChunkLoader:
         return self.x[perm], self.y[perm]
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        self._epoch_start = self.generator.get_state()
         x, y = self._epoch()
         dim, n = self.batch_dim, x.shape[self.batch_dim]
         rows = self.batch_size * self.steps_per_chunk
-        for start in range(0, n, rows):
+        skip, self._skip = self._skip, 0
+        for start in range(skip * rows, n, rows):
             size = min(rows, n - start)
             yield self._part(x.narrow(dim, start, size)), self._part(y.narrow(dim, start, size))
 
@@ -91,10 +102,20 @@ class ChunkLoader:
         return block.narrow(self.batch_dim, self.rank * part, part)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {
+            "generator": self.generator.get_state(),
+            "epoch_start": self._epoch_start,
+            "consumed": self.consumed(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        consumed = state.get("consumed", 0)
+        if 0 < consumed < len(self):  # mid-epoch: this epoch again, without what was trained
+            self.generator.set_state(state["epoch_start"])
+            self._skip = consumed
+        else:
+            self.generator.set_state(state["generator"])
+            self._skip = 0
 
 
 class BootstrapLoader(ChunkLoader):

@@ -75,7 +75,7 @@ class SequentialBagging(EarlyStopping71):
             trainer = build_trainer(
                 cfg,
                 dm,
-                build_callbacks(cfg, dm.has("val"), skip=("model_checkpoint",)),
+                build_callbacks(cfg, dm.has("val"), skip=("model_checkpoint", "latest_checkpoint")),
                 run.trainer.loggers if i == 0 else [],
             )
             trainer.fit(module, datamodule=dm)

@@ -117,7 +117,9 @@ class EarlyStopping71:
         return outcome, stopper
 
     def _phase_two_trainer(self, run: Run, **overrides: Any) -> pl.Trainer:
-        callbacks = build_callbacks(run.cfg, True, skip=("early_stopping", "model_checkpoint"))
+        # resume= continues phase 1 (last.ckpt is its latest state), so phase 2 writes none
+        skip = ("early_stopping", "model_checkpoint", "latest_checkpoint")
+        callbacks = build_callbacks(run.cfg, True, skip=skip)
         return build_trainer(
             run.cfg,
             run.dm,

@@ -30,7 +30,7 @@ from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
 from reglab.models.mlp import has_dropout
 from reglab.objectives.base import RegLabModule
-from reglab.records import CheckpointWriter
+from reglab.records import CheckpointWriter, previous
 
 log = logging.getLogger("reglab")
 
@@ -40,6 +40,7 @@ REGLAB_TRAINER_KEYS = (
     "gradient_clip_val",
     "gradient_clip_algorithm",
     "checkpoint_min_interval",
+    "checkpoint_every_min",
 )
 
 
@@ -276,7 +277,11 @@ def build_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=kwargs.get("limit_val_batches") if dm.has("val") else 0,
         num_sanity_val_steps=0,
-        plugins=[CheckpointWriter(cfg.trainer.get("checkpoint_min_interval") or 0.0)]
+        plugins=[
+            CheckpointWriter(
+                cfg.trainer.get("checkpoint_min_interval") or 0.0, keep_previous=("last.ckpt",)
+            )
+        ]
         # under SLURM, submitit requeues preempted jobs; Lightning must not fight it over the
         # signals (Lightning issue 14893), so its own requeueing is off
         + ([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []),
@@ -286,6 +291,27 @@ def build_trainer(
     )
     kwargs.update(overrides)
     return instantiate(kwargs)
+
+
+def resume_checkpoint(last: Path) -> Path:
+    """last.ckpt if it can be read, else the one before it (last.prev.ckpt: the newest may
+    have been cut short by a crash); a one-line ConfigError if neither can."""
+    problems = []
+    for path in (last, previous(last)):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # missing, truncated, not a checkpoint: try the previous one
+            problems.append(
+                f"{path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            )
+            continue
+        if path != last:
+            log.warning("%s cannot be read (%s): resuming from %s", last, problems[0], path.name)
+        return path
+    raise ConfigError(
+        f"resume={last.parents[1]}: no readable checkpoint ({'; '.join(problems)})"
+        " (allowed: a run directory whose checkpoints/last.ckpt or last.prev.ckpt is intact)"
+    )
 
 
 def requeued(run_dir: Path) -> bool:
@@ -326,5 +352,5 @@ def build(cfg: DictConfig) -> Run:
         ", ".join(module.weight_names) or "nothing",
     )
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
-    ckpt = run_dir / "checkpoints" / "last.ckpt" if cfg.get("resume") else None
+    ckpt = resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") if cfg.get("resume") else None
     return Run(cfg, dm, module, trainer, run_dir, ensemble, ckpt)

@@ -7,6 +7,7 @@ TensorBoard is drawn in docs/architecture.md.
 """
 
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from reglab.config import RunFailed
+from reglab.config import Interrupted, RunFailed
 from reglab.engine import distributed
 from reglab.engine.protocols import EarlyStopping71, Outcome
 from reglab.engine.run import Run, build
@@ -58,6 +60,13 @@ def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path
             logger.experiment.add_figure("learning_curve", fig, outcome.module.step)
 
 
+def stop(run: Run, trainer: pl.Trainer, record: dict[str, Any], seconds: float) -> None:
+    """A run that ends early keeps what it wrote: run.json says why, loggers are closed."""
+    if trainer.is_global_zero:
+        write_json(run.run_dir / "run.json", {**record, "seconds": round(seconds, 3)})
+    close_loggers(trainer.loggers)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run described by `cfg`; return its final metrics (also in metrics.json)."""
     if distributed.needs_launch(cfg):  # trainer=ddp on this machine: start the other ranks
@@ -73,12 +82,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         fit_seconds = round(time.perf_counter() - start, 3)
         metrics = {**test(outcome, run), **outcome.metrics, **outcome.module.weight_stats()}
     except NonFiniteLossError as err:
-        seconds = round(time.perf_counter() - start, 3)
-        if trainer.is_global_zero:
-            failed = {"status": "failed", "error": str(err), "seconds": seconds}
-            write_json(run.run_dir / "run.json", failed)
-        close_loggers(trainer.loggers)
+        record = {"status": "failed", "error": str(err)}
+        stop(run, trainer, record, time.perf_counter() - start)
         raise RunFailed(f"{err}; best checkpoint and logs kept in {run.run_dir}") from err
+    except Interrupted as err:  # last.ckpt holds the state at err.step (records.latest)
+        record = {"status": "interrupted", "signal": signal.Signals(err.signum).name}
+        stop(run, trainer, {**record, "step": err.step}, time.perf_counter() - start)
+        raise
+    except SIGTERMException as err:  # Lightning's own handler (a protocol's phase 2)
+        record = {"status": "interrupted", "signal": "SIGTERM", "error": "no checkpoint written"}
+        stop(run, trainer, record, time.perf_counter() - start)
+        raise RunFailed(f"interrupted by SIGTERM; logs kept in {run.run_dir}") from err
     seconds = round(time.perf_counter() - start, 3)
 
     if len(outcome.phases) > 1:  # the parameters phase 2 ended with, beside phase 1's θ*

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor, nn
 
+from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
 from reglab.records import log_images
 from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
@@ -31,6 +32,17 @@ from reglab.regularization.penalties import Regularizer, penalized_named_paramet
 
 class NonFiniteLossError(RuntimeError):
     """The training objective became NaN or infinite."""
+
+
+def require(net: nn.Module, objective: str, attributes: tuple[str, ...], allowed: str) -> None:
+    """A one-line ConfigError if `net` lacks what `objective` trains on: any network can be
+    configured with any objective, so the objective checks the network it is given."""
+    missing = [a for a in attributes if not hasattr(net, a)]
+    if missing:
+        raise ConfigError(
+            f"objective={objective} needs a network with {', '.join(missing)}, not"
+            f" {type(net).__name__} (allowed: {allowed})"
+        )
 
 
 def _metric(task: str, n_outputs: int) -> torchmetrics.Metric:

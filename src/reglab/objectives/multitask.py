@@ -21,7 +21,7 @@ import torchmetrics
 from torch import Tensor, nn
 
 from reglab.models.multitask import Task
-from reglab.objectives.base import RegLabModule
+from reglab.objectives.base import RegLabModule, require
 
 
 class MultiTaskModule(RegLabModule):
@@ -32,6 +32,7 @@ class MultiTaskModule(RegLabModule):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        require(self.net, "multitask", ("tasks",), "model=multitask, or objective=plain")
         self.tasks: list[Task] = self.net.tasks
         self.sizes = [t.outputs for t in self.tasks]
         self.metric_name = "loss"  # no single metric: per-task ones carry the task's name

@@ -30,7 +30,7 @@ import torchmetrics
 from torch import Tensor
 
 from reglab.data.datamodule import UNLABELED
-from reglab.objectives.base import RegLabModule
+from reglab.objectives.base import RegLabModule, require
 from reglab.records import log_images
 
 
@@ -43,6 +43,8 @@ class SemiSupervisedModule(RegLabModule):
 
     def __init__(self, *args: Any, image_every_n_epochs: int = 5, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        needs = ("forward_both", "classifier", "recon_weight", "recon_units")
+        require(self.net, "semi_supervised", needs, "model=autoencoder, or objective=plain")
         self.recon_weight = self.net.recon_weight
         self.n_classes = self.net.classifier[-1].out_features
         self.image_every_n_epochs = image_every_n_epochs

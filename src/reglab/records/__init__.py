@@ -1,8 +1,9 @@
 """What a run leaves behind: loggers, checkpoint files, metrics.json and run.json, the
 learning curve, the progress line. Imports nothing else of reglab but `config`."""
 
-from reglab.records.checkpoints import CheckpointWriter
+from reglab.records.checkpoints import CheckpointWriter, previous
 from reglab.records.files import format_table, read_json, write_json
+from reglab.records.latest import LatestCheckpoint
 from reglab.records.loggers import (
     TensorBoardLogger,
     WeightHistograms,
@@ -15,6 +16,7 @@ from reglab.records.progress import progress_bar
 
 __all__ = [
     "CheckpointWriter",
+    "LatestCheckpoint",
     "TensorBoardLogger",
     "WeightHistograms",
     "close_loggers",
@@ -22,6 +24,7 @@ __all__ = [
     "format_table",
     "log_final",
     "log_images",
+    "previous",
     "progress_bar",
     "read_json",
     "write_json",

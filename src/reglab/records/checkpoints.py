@@ -24,6 +24,11 @@ def _copy_tensors(obj: Any) -> Any:
     return obj
 
 
+def previous(path: Path) -> Path:
+    """Where the version of `path` before the newest is kept: last.ckpt → last.prev.ckpt."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 class CheckpointWriter(TorchCheckpointIO):
     """Writes checkpoints atomically (temporary file + rename) and at most every
     `min_interval` seconds.
@@ -36,8 +41,11 @@ class CheckpointWriter(TorchCheckpointIO):
     interval has passed at every validation and nothing waits.
     """
 
-    def __init__(self, min_interval: float = 0.0) -> None:
+    def __init__(self, min_interval: float = 0.0, keep_previous: tuple[str, ...] = ()) -> None:
         self.min_interval = min_interval
+        # file names whose previous version is kept beside them as NAME.prev.ckpt (last.ckpt:
+        # a resume falls back to it if the newest was cut short)
+        self.keep_previous = keep_previous
         self._pending: dict[str, dict[str, Any]] = {}
         self._last_write = -math.inf
 
@@ -56,6 +64,8 @@ class CheckpointWriter(TorchCheckpointIO):
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".tmp")
             torch.save(checkpoint, tmp)
+            if target.name in self.keep_previous and target.is_file():
+                os.replace(target, previous(target))
             os.replace(tmp, target)  # a crash never leaves half a checkpoint
         self._pending.clear()
         self._last_write = time.monotonic()
