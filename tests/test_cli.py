@@ -63,12 +63,13 @@ def options(group: str) -> list[str]:
 # group, so max(n) runs cover every option (and mix them: diabetes with l1, csv with cosine…).
 # An experiment selects groups itself, so each runs alone.
 # (hparams_search turns a run into a sweep: tests/test_optuna.py; trainer=ddp starts
-# processes: tests/test_ddp.py)
-ROTATED = [g for g in GROUPS if g not in ("experiment", "hparams_search", "trainer")]
+# processes: tests/test_ddp.py; the model's config chooses its objective: conf/model/)
+ROTATED = [g for g in GROUPS if g not in ("experiment", "hparams_search", "trainer", "objective")]
 N_ROTATIONS = max(len(options(g)) for g in ROTATED)
 
 
 IMAGE_AUGMENTATIONS = ("affine", "erasing")
+IMAGE_MODELS = ("cnn", "resnet")
 MULTITASK_DATA = ("digits_multitask", "synthetic_multitask")
 
 
@@ -85,8 +86,12 @@ def rotation(i: int) -> list[str]:
         choice["data"] = MULTITASK_DATA[0]
     if choice.get("model") == "autoencoder" and choice.get("data") == "diabetes":
         choice["model"] = "mlp"
-    if choice.get("model") in ("multitask", "autoencoder"):
+    if choice.get("model") in IMAGE_MODELS and choice.get("data") != "digits":
+        choice["model"] = "mlp"  # convolutional networks take images (else a config error)
+    if choice.get("model") in ("multitask", "autoencoder", *IMAGE_MODELS):
         choice["ensemble"] = "none"  # bagging stacks MLP or linear members
+    if choice.get("model") == "resnet":
+        choice["inference"] = "weight_scaling"  # it has no dropout to sample
     if choice.get("model") == "multitask":
         choice["inference"] = "weight_scaling"  # Monte Carlo averages one distribution
     # the objective follows the network (a mismatch is a config error), as the model's own

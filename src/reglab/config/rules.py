@@ -62,6 +62,20 @@ RULES: Sequence[Rule] = (
     ("protocol.max_extra_steps", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("model.dropout.input", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
     ("model.dropout.hidden", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    ("model.dropout.channel", lambda v: _number(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    (
+        "model.channels",
+        lambda v: isinstance(v, Sequence) and len(v) >= 1 and all(_int(h) and h >= 1 for h in v),
+        "a non-empty list of positive integers, e.g. [32,64]",
+    ),
+    ("model.kernel_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    (
+        "model.depth",
+        lambda v: _int(v) and v >= 8 and (v - 2) % 6 == 0,
+        "6n + 2 with n ≥ 1: 8, 14, 20, 32, 44, 56, 110, …",
+    ),
+    ("model.width", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    ("model.preact", lambda v: isinstance(v, bool), "true or false"),
     ("inference.samples", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("inference.mean", lambda v: v in ("arithmetic", "geometric"), "arithmetic or geometric"),
     ("ensemble.members", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
@@ -91,6 +105,11 @@ RULES: Sequence[Rule] = (
 )
 
 TASK_KINDS = ("classification", "regression")
+
+# the networks models.StackedMLP can stack (vectorized and sequential bagging alike)
+STACKABLE = frozenset(
+    f"reglab.models.{path}{name}" for path in ("", "mlp.") for name in ("MLP", "Linear")
+)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -133,12 +152,6 @@ def validate(cfg: DictConfig) -> None:
     size = OmegaConf.select(cfg, "data.train_size", default=None)
     if size is not None and not (_int(size) and size >= 1):
         raise ConfigError(f"data.train_size={size} is not allowed (allowed: an integer ≥ 1)")
-    dropout = OmegaConf.select(cfg, "model.dropout", default=None) or {}
-    if cfg.get("inference") and not any(dropout.values()):
-        raise ConfigError(
-            "inference=mc needs dropout to sample: model.dropout.input and model.dropout.hidden"
-            " are 0 (allowed: inference=weight_scaling, or a dropout rate in (0, 1))"
-        )
     val, test = cfg.data.val_fraction, cfg.data.test_fraction
     if val + test >= 1:
         raise ConfigError(
@@ -174,9 +187,11 @@ def _validate_model_data(cfg: DictConfig) -> None:
             f"model=autoencoder classifies, not data.task={cfg.data.task}"
             " (allowed: a classification data set, e.g. data=digits)"
         )
-    if kind != "single" and OmegaConf.select(cfg, "ensemble.members"):
+    target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
+    if target not in STACKABLE and OmegaConf.select(cfg, "ensemble.members"):
+        name = kind if kind != "single" else target.rsplit(".", 1)[-1]
         raise ConfigError(
-            f"ensemble=bagging stacks MLP or linear members, not model={kind}"
+            f"ensemble=bagging stacks MLP or linear members, not model={name}"
             " (allowed: model=mlp or model=linear, or ensemble=none)"
         )
     objective = str(OmegaConf.select(cfg, "objective._target_", default="") or "")

@@ -2,10 +2,11 @@
 
 Transforms act on whole training batches, on the device, with random parameters drawn per
 sample, and never on validation or test data (the module calls them in `training_step`
-only). Image transforms come from kornia.augmentation and see the batch as (N, C, H, W) in
-the data's own pixel units: the standardized features are mapped back before and forward
-again after, so a rotation fills with the background, not with a pixel's mean. Gaussian
-input noise works on any data, tabular too.
+only). Image transforms come from kornia.augmentation and see the batch as (N, C, H, W),
+the shape image data has (bagging's (k, N, C, H, W) blocks as k·N images), in the data's
+own pixel units: the standardized features are mapped back before and forward again
+after, so a rotation fills with the background, not with a pixel's mean. Gaussian input
+noise works on any data, tabular too.
 
 A transform is any nn.Module of a batch, declared with `_target_` in conf/augmentation/,
 so a new one needs no code: `augmentation=[affine,noise]` composes them in order.
@@ -33,7 +34,8 @@ def is_image_transform(transform: nn.Module) -> bool:
 
 
 class Augmentation(nn.Module):
-    """The configured transforms in order, on flat (N, features) training batches."""
+    """The configured transforms in order, on training batches: (…, C, H, W) for image data,
+    (…, features) for tables (`mean`, `std`: the flat per-feature statistics)."""
 
     def __init__(
         self,
@@ -55,13 +57,23 @@ class Augmentation(nn.Module):
         return len(self.transforms)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Transform a batch (any leading axes, features last)."""
+        """Transform a batch (any leading axes, then one example's shape; flat images,
+        (…, C·H·W), come back flat)."""
         for transform in self.transforms:
             x = self._on_images(transform, x) if is_image_transform(transform) else transform(x)
         return x
 
     def _on_images(self, transform: nn.Module, x: Tensor) -> Tensor:
-        lead = x.shape[:-1]
-        pixels = (x * self.std + self.mean).reshape(-1, *self.image_shape)
+        shape = self.image_shape
+        flat = tuple(x.shape[-len(shape) :]) != shape  # (…, C·H·W) examples: back to flat
+        images = x.unflatten(-1, shape) if flat else x
+        lead = images.shape[: images.dim() - len(shape)]
+        mean, std = (self._per_pixel(t) for t in (self.mean, self.std))
+        pixels = (images * std + mean).reshape(-1, *shape)
         pixels = transform(pixels)
-        return ((pixels.reshape(*lead, -1) - self.mean) / self.std).to(x.dtype)
+        out = ((pixels.reshape(*lead, *shape) - mean) / std).to(x.dtype)
+        return out.flatten(-len(shape)) if flat else out
+
+    def _per_pixel(self, stat: Tensor) -> Tensor:
+        """A flat per-feature statistic in the image's (C, H, W), or a scalar as it is."""
+        return stat.view(self.image_shape) if stat.dim() else stat

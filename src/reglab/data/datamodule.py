@@ -26,8 +26,10 @@ class DataModule(pl.LightningDataModule):
 
     Splits are fractions of the whole set, stratified for classification, drawn with
     `random_state=seed`. Features are standardized with the training split's mean and
-    population standard deviation (scikit-learn's StandardScaler); regression targets are
-    left as they are.
+    population standard deviation (scikit-learn's StandardScaler, per feature); regression
+    targets are left as they are. Examples keep their natural shape: (N, C, H, W) for image
+    data (`image_shape`), (N, features) for tables; `feature_mean` and `feature_std` are
+    per feature, flat (C·H·W values for images).
     """
 
     def __init__(
@@ -92,12 +94,26 @@ class DataModule(pl.LightningDataModule):
         scaler = StandardScaler().fit(parts["train"][0])
         self.feature_mean = torch.tensor(scaler.mean_, dtype=torch.float32)
         self.feature_std = torch.tensor(scaler.scale_, dtype=torch.float32)
+        shape = self._example_shape(x.shape[1])
         for name, (xs, ys) in parts.items():
-            xs = scaler.transform(xs).astype(np.float32)
+            xs = scaler.transform(xs).astype(np.float32).reshape(len(xs), *shape)
             self.splits[name] = (torch.from_numpy(xs), self._targets(ys))
         if self.bootstrap is not None:
             self._resample()
         return self
+
+    def _example_shape(self, features: int) -> tuple[int, ...]:
+        """One example's shape as models receive it: (C, H, W) for images, (features,) else."""
+        if self.image_shape is None:
+            return (features,)
+        if math.prod(self.image_shape) != features:
+            shown = "×".join(map(str, self.image_shape))
+            raise ValueError(
+                f"data.image_shape={list(self.image_shape)} holds {math.prod(self.image_shape)}"
+                f" values ({shown}), but the data has {features} features per example"
+                f" (allowed: a (C, H, W) with C·H·W = {features})"
+            )
+        return self.image_shape
 
     def _resample(self) -> None:
         """Bagging's data set i: n rows drawn with replacement from the n training rows;
@@ -193,7 +209,13 @@ class DataModule(pl.LightningDataModule):
     # -- shapes the model needs ------------------------------------------------------------
     @property
     def n_features(self) -> int:
-        return self.prepare().splits["train"][0].shape[1]
+        """Values per example: C·H·W for images."""
+        return self.prepare().splits["train"][0][0].numel()
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        """One example's shape: (C, H, W) for images, (features,) for tables."""
+        return tuple(self.prepare().splits["train"][0].shape[1:])
 
     @property
     def n_outputs(self) -> int:

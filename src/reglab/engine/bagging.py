@@ -50,7 +50,8 @@ class Bagging:
 
     def stack(self, cfg: DictConfig, dm: DataModule, nets: list[nn.Module]) -> BaggingModule:
         """A BaggingModule over `nets`, with each member's out-of-bag rows for its test."""
-        module = BaggingModule(net=StackedMLP(nets), vote=self.vote, **module_kwargs(cfg, dm))
+        net = StackedMLP(nets, example_shape=dm.example_shape)
+        module = BaggingModule(net=net, vote=self.vote, **module_kwargs(cfg, dm))
         x, y = dm.splits["train"]
         module.oob = (x, y, out_of_bag_mask(dm, len(nets)))
         return module

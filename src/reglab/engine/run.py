@@ -7,6 +7,7 @@ Strategies come from the config's `_target_`s, never from an import here: the ne
 (`ensemble`: `SingleModel`, or e.g. `engine.bagging.Bagging`).
 """
 
+import inspect
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -27,6 +28,7 @@ from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
 from reglab.data.augmentation import Augmentation
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
+from reglab.models.mlp import has_dropout
 from reglab.objectives.base import RegLabModule
 from reglab.records import CheckpointWriter, previous
 
@@ -90,11 +92,98 @@ def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | 
     return val_check_interval
 
 
+IMAGE_ARGUMENTS = ("in_channels", "image_shape")  # sizes only image data has
+
+
+def model_sizes(dm: DataModule) -> dict[str, Any]:
+    """What the data says about a network's shape: `in_features` (C·H·W for images) and
+    `out_features` always, `in_channels` and `image_shape` for image data, `tasks` for
+    multi-task data."""
+    sizes: dict[str, Any] = {"in_features": dm.n_features, "out_features": dm.n_outputs}
+    if dm.image_shape is not None:
+        sizes |= {"in_channels": dm.image_shape[0], "image_shape": list(dm.image_shape)}
+    if dm.tasks:
+        sizes["tasks"] = dm.tasks
+    return sizes
+
+
+def accepted_sizes(constructor: Any, sizes: dict[str, Any], target: str) -> dict[str, Any]:
+    """The sizes `constructor` declares (all of them if it takes **kwargs); ConfigError if it
+    requires an image's size and the data is tabular."""
+    try:
+        parameters = inspect.signature(constructor).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): hand it everything
+        return sizes
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return sizes
+    for name in IMAGE_ARGUMENTS:
+        p = parameters.get(name)
+        if p is not None and p.default is inspect.Parameter.empty and name not in sizes:
+            raise ConfigError(
+                f"model {target} takes images ({name}), but the data has no data.image_shape:"
+                " it is tabular (allowed: image data such as data=digits, or a model of"
+                " tables: model=mlp or model=linear)"
+            )
+    return {k: v for k, v in sizes.items() if k in parameters}
+
+
 def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
-    """A freshly initialized network (from the current RNG state), sized by the data (and
-    given the data's tasks, for a multi-task network)."""
-    tasks = {"tasks": dm.tasks} if dm.tasks else {}
-    return instantiate(cfg.model, in_features=dm.n_features, out_features=dm.n_outputs, **tasks)
+    """A freshly initialized network (from the current RNG state), sized by the data.
+
+    Any nn.Module can be `model._target_`: its constructor gets the sizes it declares among
+    `in_features`, `out_features`, `in_channels`, `image_shape` (and `tasks`, for a
+    multi-task network); its forward must map (N, *example shape) to (N, outputs), which a
+    forward pass of 2 zero examples checks here (in eval mode, without gradients, RNG or
+    BatchNorm statistics touched). A `_target_` that does not import, a model of images on
+    tabular data and a wrong output shape are ConfigErrors.
+    """
+    target = str(cfg.model.get("_target_", ""))
+    try:
+        constructor = get_object(target)
+    except Exception as err:  # Hydra's locate: ImportError, or ValueError for an empty path
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"model._target_={target} cannot be imported ({reason}) (allowed: the dotted path"
+            " of an nn.Module class importable from the Python path, e.g. reglab.models.MLP)"
+        ) from err
+    sizes = accepted_sizes(constructor, model_sizes(dm), target)
+    net = instantiate(cfg.model, **sizes)
+    check_output_shape(net, target, dm)
+    if cfg.get("inference") and not has_dropout(net):
+        raise ConfigError(
+            f"inference=mc needs dropout to sample: model {target} has no dropout layer with"
+            " p > 0 (allowed: inference=weight_scaling, or a dropout rate in (0, 1), e.g."
+            " model.dropout.hidden=0.5)"
+        )
+    return net
+
+
+@torch.no_grad()
+def check_output_shape(net: torch.nn.Module, target: str, dm: DataModule) -> None:
+    """ConfigError unless the network maps 2 examples to (2, outputs)."""
+    x = torch.zeros(2, *dm.example_shape)
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            out = net(x)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(
+            f"model {target} fails on input of shape {tuple(x.shape)}: {type(err).__name__}:"
+            f" {first} (allowed: a forward that maps (N, {', '.join(map(str, x.shape[1:]))})"
+            f" to (N, {dm.n_outputs}))"
+        ) from err
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    expected = (2, dm.n_outputs)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != expected:
+        raise ConfigError(
+            f"model {target} returned shape {shape} for input of shape {tuple(x.shape)},"
+            f" expected {expected} (allowed: a forward that returns (N, outputs))"
+        )
 
 
 def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
@@ -257,6 +346,11 @@ def build(cfg: DictConfig) -> Run:
         raise ConfigError(str(err)) from err
     ensemble = instantiate(cfg.ensemble) if cfg.get("ensemble") else SingleModel()
     module = ensemble.module(cfg, dm)
+    log.info(
+        "penalized by %r: %s",
+        module.regularizer,
+        ", ".join(module.weight_names) or "nothing",
+    )
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
     ckpt = resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") if cfg.get("resume") else None
     return Run(cfg, dm, module, trainer, run_dir, ensemble, ckpt)

@@ -15,7 +15,8 @@ class Autoencoder(nn.Module):
     """Encoder MLP → code h → decoder MLP (the mirror image), and a classifier on h.
 
     `forward` is the supervised model x → class scores, so validation, test and dropout
-    inference treat it as any classifier; `reconstruct` is the unsupervised one.
+    inference treat it as any classifier; `reconstruct` is the unsupervised one. Input
+    (N, …) is flattened: the reconstruction is flat, (N, features), for images too.
     """
 
     def __init__(
@@ -44,12 +45,12 @@ class Autoencoder(nn.Module):
         self.dropout_rates = rates
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.encoder(x))
+        return self.classifier(self.encoder(x.flatten(1)))
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder(x.flatten(1)))
 
     def forward_both(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Class scores and reconstruction from one pass through the encoder."""
-        h = self.encoder(x)
+        """Class scores and (flat) reconstruction from one pass through the encoder."""
+        h = self.encoder(x.flatten(1))
         return self.classifier(h), self.decoder(h)

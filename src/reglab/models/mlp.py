@@ -42,6 +42,7 @@ class MLP(nn.Sequential):
     non-output units") masks input units with probability `dropout.input` and every hidden
     unit with `dropout.hidden`, never the outputs. Masks are inverted (kept units scaled by
     1/(1 − p) in training), so evaluation mode is the weight-scaling inference rule.
+    Input of any shape (N, …) is flattened to (N, features): images (N, C, H, W) too.
     """
 
     def __init__(
@@ -67,10 +68,13 @@ class MLP(nn.Sequential):
         self.activation = activation
         self.dropout_rates = rates
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1))
+
 
 class Linear(nn.Linear):
     """ŷ = Wx + b: linear/logistic regression, depending on the loss (`dropout.input` masks
-    input units; there are no hidden ones)."""
+    input units; there are no hidden ones). Input (N, …) is flattened to (N, features)."""
 
     def __init__(
         self, in_features: int, out_features: int, dropout: Mapping[str, float] | None = None
@@ -80,8 +84,19 @@ class Linear(nn.Linear):
         self.dropout_rates = {"input": self.input_dropout.p, "hidden": 0.0}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
         return super().forward(self.input_dropout(x) if self.input_dropout.p else x)
 
 
+# every dropout layer of torch (nn.Dropout, Dropout1d/2d/3d, AlphaDropout, …) and reglab's
+DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
+
+
+def dropout_layers(model: nn.Module) -> list[nn.Module]:
+    """The network's dropout layers (those with p = 0 too)."""
+    return [m for m in model.modules() if isinstance(m, DROPOUT_TYPES)]
+
+
 def has_dropout(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+    """Whether the network masks anything: a dropout layer of any kind with p > 0."""
+    return any(m.p > 0 for m in dropout_layers(model))

@@ -33,7 +33,8 @@ def parse_tasks(tasks: Mapping[str, Mapping[str, Any]]) -> list[Task]:
 
 
 class MultiTaskNet(nn.Module):
-    """A shared MLP trunk and one MLP head per task; outputs concatenated in task order."""
+    """A shared MLP trunk and one MLP head per task; outputs concatenated in task order.
+    Input (N, …) is flattened to (N, features)."""
 
     def __init__(
         self,
@@ -65,5 +66,5 @@ class MultiTaskNet(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.trunk(x)
+        h = self.trunk(x.flatten(1))
         return torch.cat([head(h) for head in self.heads.values()], dim=-1)

@@ -12,6 +12,8 @@ from reglab.models.mlp import ACTIVATIONS, Dropout
 class StackedLinear(nn.Module):
     """k affine maps applied at once: y_i = x_i W_i + b_i for every member i (torch.baddbmm)."""
 
+    affine = True  # its weight is an affine map's: penalized (regularization.penalties)
+
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.stack([m.weight.detach().T for m in layers]))  # k,in,out
@@ -26,17 +28,22 @@ class StackedMLP(nn.Module):
 
     The members' parameters are stacked along a leading axis and every layer is one batched
     matrix multiplication, so k members cost one pass of k-times-wider matrices instead of
-    k passes. Input (k, batch, features) gives each member its own rows; input (batch,
-    features) is shared by all. Output: (k, batch, outputs). Dropout masks are drawn per
-    element, so members see different masks. The members' initial values are those of the
-    `members` passed in, so a sequential run from the same networks is comparable.
+    k passes. Input (k, batch, *example_shape) gives each member its own rows; input
+    (batch, *example_shape) or flat (batch, features) is shared by all (`example_shape`: one
+    example's, e.g. (C, H, W) for images; default (in_features,)); examples are flattened.
+    Output: (k, batch, outputs). Dropout masks are drawn per element, so members see
+    different masks. The members' initial values are those of the `members` passed in, so
+    a sequential run from the same networks is comparable.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(
+        self, members: Sequence[nn.Module], example_shape: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         first = members[0]
         layers = [[m for m in net.modules() if isinstance(m, nn.Linear)] for net in members]
         self.layers = nn.ModuleList(StackedLinear(group) for group in zip(*layers, strict=True))
+        self.example_dims = len(example_shape) if example_shape else 1
         self.activation = ACTIVATIONS[getattr(first, "activation", "relu")]()
         rates = first.dropout_rates
         self.input_dropout = Dropout(rates["input"])
@@ -46,8 +53,11 @@ class StackedMLP(nn.Module):
         self.__dict__["_template"] = copy.deepcopy(first)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
+        if x.dim() in (2, self.example_dims + 1):  # one batch for all members (or flat)
+            x = x.flatten(1)
             x = x.expand(self.members, *x.shape)
+        else:
+            x = x.flatten(2)
         x = self.input_dropout(x)
         for i, layer in enumerate(self.layers):
             if i > 0:

@@ -27,7 +27,7 @@ from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
 from reglab.records import log_images
 from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
-from reglab.regularization.penalties import Regularizer, penalized_parameters
+from reglab.regularization.penalties import Regularizer, penalized_named_parameters
 
 
 class NonFiniteLossError(RuntimeError):
@@ -79,7 +79,9 @@ class RegLabModule(pl.LightningModule):
         self.inference = inference  # test-time rule: None = weight scaling, or Monte Carlo
         self.augment = augment if augment is not None and len(augment) else None  # training only
         self._mc_sums: dict[str, Tensor] = {}  # test metric as a function of T (Monte Carlo)
-        self.weights = penalized_parameters(net, regularizer.include_bias)
+        penalized = penalized_named_parameters(net, regularizer.include_bias)
+        self.weights = [w for _, w in penalized]  # the w of Ω(w): conv and linear weights
+        self.weight_names = [f"net.{name}" for name, _ in penalized]
         self.step_offset = 0  # steps of earlier protocol phases: one timeline across them
         self.carried_optimizer_state: dict | None = None  # from an earlier phase (7.3)
         self.history: list[tuple[int, str, float]] = []  # (step, tag, value): learning curves

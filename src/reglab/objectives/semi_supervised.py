@@ -67,8 +67,9 @@ class SemiSupervisedModule(RegLabModule):
             self.recon_scale = (std / std.square().mean().sqrt()).to(self.device)
 
     def residual(self, reconstruction: Tensor, x: Tensor) -> Tensor:
-        """sⱼ(x̂ⱼ − xⱼ): its mean square is the reconstruction error."""
-        residual = reconstruction - x
+        """sⱼ(x̂ⱼ − xⱼ): its mean square is the reconstruction error (flat, per feature:
+        images are compared as C·H·W values)."""
+        residual = reconstruction - x.flatten(1)
         return residual if self.recon_scale is None else residual * self.recon_scale
 
     def train_output(self, x: Tensor) -> Tensor:

@@ -134,12 +134,13 @@ def log_images(
     std: torch.Tensor,
     step: int,
 ) -> None:
-    """Standardized flat examples (N, features) as images in TensorBoard's IMAGES tab:
-    back to pixel units, then scaled to [0, 1] over the batch (one contrast for all)."""
+    """Standardized examples, (N, C, H, W) or flat (N, C·H·W), as images in TensorBoard's
+    IMAGES tab: back to pixel units (`mean`, `std`: flat, per feature), then scaled to
+    [0, 1] over the batch (one contrast for all)."""
     writers = [lg.experiment for lg in loggers if hasattr(lg.experiment, "add_images")]
     if not writers:
         return
-    images = (x.detach().cpu() * std + mean).reshape(-1, *shape)
+    images = (x.detach().cpu().flatten(1) * std + mean).reshape(-1, *shape)
     images = (images - images.min()) / (images.max() - images.min() + 1e-12)
     for writer in writers:
         writer.add_images(tag, images, step)

@@ -10,6 +10,7 @@ from reglab.regularization.penalties import (
     NoPenalty,
     Regularizer,
     WeightDecay,
+    penalized_named_parameters,
     penalized_parameters,
     soft_threshold_,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "NoPenalty",
     "Regularizer",
     "WeightDecay",
+    "penalized_named_parameters",
     "penalized_parameters",
     "predictive_entropy",
     "soft_threshold_",

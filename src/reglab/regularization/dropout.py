@@ -22,6 +22,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+# every dropout layer: torch's (nn.Dropout, Dropout1d/2d/3d, AlphaDropout, …), reglab's
+# models.Dropout (a subclass of nn.Dropout) and a user's that subclasses one of them
+DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
+
 
 def _predictive(outputs: Tensor, task: str) -> Tensor:
     return outputs.log_softmax(-1) if task == "classification" else outputs
@@ -41,7 +45,12 @@ class MonteCarlo:
 
     @torch.no_grad()
     def sample(self, net: nn.Module, x: Tensor, samples: int | None = None) -> Tensor:
-        """Outputs under T independent masks, shape (…, T, batch, outputs).
+        """Outputs under T independent masks, shape (…, T, batch, outputs), for x of shape
+        (batch, …) (images: (batch, C, H, W)).
+
+        Only the dropout layers (any kind: `DROPOUT_TYPES`) are in training mode meanwhile;
+        every other layer, BatchNorm's included, is in eval mode, whatever the network's
+        mode was (restored afterwards).
 
         The batch is repeated T times and sent through in blocks of at most `max_rows` rows,
         so the masks are drawn many at a time (different per row) instead of in a Python
@@ -52,17 +61,19 @@ class MonteCarlo:
         on a large input.
         """
         t = samples or self.samples
-        dropouts = [m for m in net.modules() if isinstance(m, nn.Dropout)]
-        modes = [m.training for m in dropouts]
-        for m in dropouts:
-            m.train()  # masks on; everything else stays as it is
+        modules = list(net.modules())
+        modes = [m.training for m in modules]
+        net.eval()  # BatchNorm and the like use their running statistics, and keep them
+        for m in modules:
+            if isinstance(m, DROPOUT_TYPES):
+                m.train()  # masks on, and only these
         try:
-            expanded = x.repeat(t, *([1] * (x.dim() - 1)))
-            blocks = [net(block) for block in expanded.split(self.max_rows, dim=-2)]
-            out = torch.cat(blocks, dim=-2)
+            expanded = x.repeat(t, *([1] * (x.dim() - 1)))  # (T·batch, …): examples first
+            blocks = [net(block) for block in expanded.split(self.max_rows, dim=0)]
+            out = torch.cat(blocks, dim=-2)  # outputs (…, T·batch, outputs)
         finally:
-            for m, mode in zip(dropouts, modes, strict=True):
-                m.train(mode)
+            for m, mode in zip(modules, modes, strict=True):
+                m.training = mode
         return out.unflatten(-2, (t, len(x)))
 
     def combine(self, outputs: Tensor, task: str) -> Tensor:

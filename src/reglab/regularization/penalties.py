@@ -1,8 +1,8 @@
 """Parameter norm penalties: J̃(θ; X, y) = J(θ; X, y) + α·Ω(θ) (Goodfellow et al., eq. 7.1).
 
-Every regularizer acts on the penalized weights w (biases excluded unless
-`include_bias`) through three hooks that the training step calls around each
-optimizer step:
+Every regularizer acts on the penalized weights w, those of the linear and convolutional
+layers (biases excluded unless `include_bias`, normalization layers' parameters always),
+through three hooks that the training step calls around each optimizer step:
 
     add_grad_    ∇J ← ∇J + α∇Ω(w), after backward (the penalty's exact gradient, added in
                  place: cheaper than putting Ω in the autograd graph on every step)
@@ -13,17 +13,47 @@ optimizer step:
 """
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+# the layers whose weight is "the affine transformation" of a layer: fully connected and
+# convolutional ones (any nn.Conv*d / ConvTranspose*d); a module class with `affine = True`
+# (reglab's models.StackedLinear, or a user's own layer) counts too
+AFFINE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
 
 
-def penalized_parameters(model: torch.nn.Module, include_bias: bool = False) -> list[torch.Tensor]:
-    """The w of Ω(w): every weight, and the biases only when asked.
+def is_affine(module: nn.Module) -> bool:
+    return isinstance(module, AFFINE_TYPES) or getattr(type(module), "affine", False) is True
+
+
+def penalized_named_parameters(
+    model: nn.Module, include_bias: bool = False
+) -> list[tuple[str, Tensor]]:
+    """(name, w) for every w of Ω(w): the weight of each linear and convolutional layer,
+    and its bias only when asked; never a normalization layer's scale and shift
+    (BatchNorm, LayerNorm, GroupNorm: they belong to no affine map) nor a parameter of any
+    other kind of layer. In the order of `model.named_parameters()`."""
+    selected = []
+    seen: set[int] = set()
+    for prefix, module in model.named_modules():
+        if not is_affine(module):
+            continue
+        for name, p in module.named_parameters(recurse=False):
+            wanted = name == "weight" or (include_bias and name == "bias")
+            if wanted and id(p) not in seen:
+                seen.add(id(p))
+                selected.append((f"{prefix}.{name}" if prefix else name, p))
+    return selected
+
+
+def penalized_parameters(model: nn.Module, include_bias: bool = False) -> list[Tensor]:
+    """The w of Ω(w): the weights of the linear and convolutional layers, and their biases
+    only when asked (`penalized_named_parameters` lists them with their names).
 
     The textbook penalizes "only the weights of the affine transformation at each layer and
     leaves the biases unregularized": a bias controls one unit only, so fitting it needs
     little data, and shrinking it towards zero can cause underfitting.
     """
-    return [p for name, p in model.named_parameters() if include_bias or not name.endswith("bias")]
+    return [p for _, p in penalized_named_parameters(model, include_bias)]
 
 
 class Regularizer:
