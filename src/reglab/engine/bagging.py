@@ -1,19 +1,13 @@
-"""Bagging (bootstrap aggregating, Goodfellow et al. §7.11).
+"""Bagging (§7.11) as an ensemble strategy: `ensemble=bagging` names `Bagging` (conf/ensemble/).
 
-"Train several different models separately, then have all of the models vote on the output
-for test examples." Member i trains on its own bootstrap resample of the training split
-(n rows drawn with replacement: `data.bootstrap_index`). With errors εᵢ of variance v and
-covariance c, the ensemble's expected squared error is
+The engine asks it for the module to train (an `objectives.BaggingModule` over k freshly
+initialized members; eq. 7.50 and the vote are documented there) and for the protocol:
 
-    E[(1/k Σᵢ εᵢ)²] = v/k + (k − 1)c/k                                         (eq. 7.50)
-
-so the ensemble gains exactly as much as its members' errors are uncorrelated.
-
-Two ways to train the k members, with the same initial values and the same batches:
-    vectorized (default)  one BaggingModule over a StackedMLP: all members step together,
-                          each on its own minibatch, in one pass (batched matmuls)
-    sequential            `ensemble.vectorized=false`: k ordinary runs one after another,
-                          then stacked for evaluation (the reference path)
+    vectorized (default)  the configured protocol trains all members together, each on its
+                          own bootstrap resample, in one pass (batched matmuls)
+    sequential            `ensemble.vectorized=false`: `SequentialBagging`, k ordinary runs
+                          one after another from the same initial values and batches, then
+                          stacked for evaluation (the reference path)
 """
 
 from hydra.utils import instantiate
