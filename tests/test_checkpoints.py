@@ -10,9 +10,8 @@ from omegaconf import OmegaConf
 
 import reglab
 from reglab.config import ConfigError
-from reglab.engine.protocols import check_checkpoint_fits
 from reglab.engine.run import build
-from reglab.records import CheckpointWriter
+from reglab.records import CheckpointWriter, check_checkpoint_fits
 
 
 def test_due_checkpoints_wait_in_memory_as_they_were_and_are_written_at_teardown(tmp_path):

@@ -16,13 +16,10 @@ timeline, and `protocol/phase` marks where each phase starts.
 import copy
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 
-from reglab.config import ConfigError
 from reglab.engine.run import Run, build_callbacks, build_module, build_trainer
 from reglab.objectives.base import RegLabModule
 from reglab.regularization.early_stopping import EarlyStopping
@@ -44,41 +41,6 @@ def _stopper(trainer: pl.Trainer) -> EarlyStopping | None:
     return next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
 
 
-def check_checkpoint_fits(path: Path, module: torch.nn.Module, shown: int = 3) -> None:
-    """ConfigError, in one line, if the checkpoint's parameters do not fit `module` (as
-    Lightning would load them), before anything in the run directory is touched; Lightning's
-    own error is a page of "size mismatch for …" after its loggers have started."""
-    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict")
-    if state is None:
-        return  # not a checkpoint of a LightningModule: Lightning says so itself
-    model = module.state_dict()
-    shapes = [
-        f"{k} has shape {tuple(v.shape)} in the checkpoint, {tuple(model[k].shape)} in the model"
-        for k, v in state.items()
-        if k in model and tuple(v.shape) != tuple(model[k].shape)
-    ]
-    strict = getattr(module, "strict_loading", True)
-    missing = [k for k in model if k not in state] if strict else []
-    unexpected = [k for k in state if k not in model] if strict else []
-    if not (shapes or missing or unexpected):
-        return
-
-    def listed(items: list[str], sep: str = ", ") -> str:
-        more = f" and {len(items) - shown} more" if len(items) > shown else ""
-        return sep.join(items[:shown]) + more
-
-    problems = [listed(shapes, "; ")] if shapes else []
-    problems += [
-        f"{what}: {listed(keys)}"
-        for what, keys in (("missing", missing), ("unexpected", unexpected))
-        if keys
-    ]
-    raise ConfigError(
-        f"checkpoint {path} does not fit model config: {'; '.join(problems)}"
-        " (allowed: the model config the checkpoint was trained with)"
-    )
-
-
 def _mark_phase(module: RegLabModule, loggers: list, phase: int) -> None:
     for logger in loggers:
         logger.log_metrics({"protocol/phase": phase}, module.step_offset)
@@ -90,8 +52,6 @@ class EarlyStopping71:
     name = "early_stopping"
 
     def run(self, run: Run) -> Outcome:
-        if run.ckpt_path is not None:
-            check_checkpoint_fits(run.ckpt_path, run.module)
         # weights_only: a checkpoint file cannot run code when it is loaded
         run.trainer.fit(run.module, datamodule=run.dm, ckpt_path=run.ckpt_path, weights_only=True)
         stopper = _stopper(run.trainer)

@@ -30,7 +30,7 @@ from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
 from reglab.models.mlp import has_dropout
 from reglab.objectives.base import RegLabModule
-from reglab.records import CheckpointWriter, previous
+from reglab.records import CheckpointWriter, check_checkpoint_fits, previous
 
 log = logging.getLogger("reglab")
 
@@ -346,11 +346,13 @@ def build(cfg: DictConfig) -> Run:
         raise ConfigError(str(err)) from err
     ensemble = instantiate(cfg.ensemble) if cfg.get("ensemble") else SingleModel()
     module = ensemble.module(cfg, dm)
+    ckpt = resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") if cfg.get("resume") else None
+    if ckpt is not None:  # before anything is logged or written: the run stays as it was
+        check_checkpoint_fits(ckpt, module)
     log.info(
         "penalized by %r: %s",
         module.regularizer,
         ", ".join(module.weight_names) or "nothing",
     )
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
-    ckpt = resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") if cfg.get("resume") else None
     return Run(cfg, dm, module, trainer, run_dir, ensemble, ckpt)

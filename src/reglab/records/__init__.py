@@ -1,7 +1,7 @@
 """What a run leaves behind: loggers, checkpoint files, metrics.json and run.json, the
 learning curve, the progress line. Imports nothing else of reglab but `config`."""
 
-from reglab.records.checkpoints import CheckpointWriter, previous
+from reglab.records.checkpoints import CheckpointWriter, check_checkpoint_fits, previous
 from reglab.records.files import format_table, read_json, write_json
 from reglab.records.latest import LatestCheckpoint
 from reglab.records.loggers import (
@@ -19,6 +19,7 @@ __all__ = [
     "LatestCheckpoint",
     "TensorBoardLogger",
     "WeightHistograms",
+    "check_checkpoint_fits",
     "close_loggers",
     "flat_hparams",
     "format_table",

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 
+from reglab.config import ConfigError
+
 
 def _copy_tensors(obj: Any) -> Any:
     """A copy of a checkpoint's containers and tensors; other leaves are shared."""
@@ -77,3 +79,38 @@ class CheckpointWriter(TorchCheckpointIO):
 
     def teardown(self) -> None:
         self.flush()
+
+
+def check_checkpoint_fits(path: Path, module: torch.nn.Module, shown: int = 3) -> None:
+    """ConfigError, in one line, if the checkpoint's parameters do not fit `module` (as
+    Lightning would load them), before anything in the run directory is touched; Lightning's
+    own error is a page of "size mismatch for …" after its loggers have started."""
+    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict")
+    if state is None:
+        return  # not a checkpoint of a LightningModule: Lightning says so itself
+    model = module.state_dict()
+    shapes = [
+        f"{k} has shape {tuple(v.shape)} in the checkpoint, {tuple(model[k].shape)} in the model"
+        for k, v in state.items()
+        if k in model and tuple(v.shape) != tuple(model[k].shape)
+    ]
+    strict = getattr(module, "strict_loading", True)
+    missing = [k for k in model if k not in state] if strict else []
+    unexpected = [k for k in state if k not in model] if strict else []
+    if not (shapes or missing or unexpected):
+        return
+
+    def listed(items: list[str], sep: str = ", ") -> str:
+        more = f" and {len(items) - shown} more" if len(items) > shown else ""
+        return sep.join(items[:shown]) + more
+
+    problems = [listed(shapes, "; ")] if shapes else []
+    problems += [
+        f"{what}: {listed(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected))
+        if keys
+    ]
+    raise ConfigError(
+        f"checkpoint {path} does not fit model config: {'; '.join(problems)}"
+        " (allowed: the model config the checkpoint was trained with)"
+    )
