@@ -29,10 +29,9 @@ from reglab.models import (
     MultiTaskNet,
     ResNet,
     StackedMLP,
-    has_dropout,
 )
 from reglab.regularization import L1, WeightDecay, penalized_named_parameters, penalized_parameters
-from reglab.regularization.dropout import MonteCarlo
+from reglab.regularization.dropout import MonteCarlo, has_dropout
 
 QUIET = ["callbacks.progress_bar=null", "logger=csv", "threads=1"]
 TINY_CNN = ["model=cnn", "model.channels=[8,16]", "model.hidden_sizes=[32]"]

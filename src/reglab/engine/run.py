@@ -28,9 +28,9 @@ from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
 from reglab.data.augmentation import Augmentation
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
-from reglab.models.mlp import has_dropout
 from reglab.objectives.base import RegLabModule
 from reglab.records import CheckpointWriter, check_checkpoint_fits, previous
+from reglab.regularization.dropout import has_dropout
 
 log = logging.getLogger("reglab")
 

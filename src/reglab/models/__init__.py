@@ -3,7 +3,7 @@ members. A network knows nothing of losses, regularizers or Lightning."""
 
 from reglab.models.autoencoder import Autoencoder
 from reglab.models.cnn import CNN
-from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear, dropout_layers, has_dropout
+from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
 from reglab.models.resnet import ResNet
 from reglab.models.stacked import StackedLinear, StackedMLP
@@ -20,7 +20,5 @@ __all__ = [
     "StackedLinear",
     "StackedMLP",
     "Task",
-    "dropout_layers",
-    "has_dropout",
     "parse_tasks",
 ]

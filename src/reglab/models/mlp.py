@@ -86,17 +86,3 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         return super().forward(self.input_dropout(x) if self.input_dropout.p else x)
-
-
-# every dropout layer of torch (nn.Dropout, Dropout1d/2d/3d, AlphaDropout, …) and reglab's
-DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
-
-
-def dropout_layers(model: nn.Module) -> list[nn.Module]:
-    """The network's dropout layers (those with p = 0 too)."""
-    return [m for m in model.modules() if isinstance(m, DROPOUT_TYPES)]
-
-
-def has_dropout(model: nn.Module) -> bool:
-    """Whether the network masks anything: a dropout layer of any kind with p > 0."""
-    return any(m.p > 0 for m in dropout_layers(model))

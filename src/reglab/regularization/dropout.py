@@ -27,6 +27,16 @@ from torch import Tensor, nn
 DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
 
 
+def dropout_layers(model: nn.Module) -> list[nn.Module]:
+    """The network's dropout layers (those with p = 0 too)."""
+    return [m for m in model.modules() if isinstance(m, DROPOUT_TYPES)]
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """Whether the network masks anything: a dropout layer of any kind with p > 0."""
+    return any(m.p > 0 for m in dropout_layers(model))
+
+
 def _predictive(outputs: Tensor, task: str) -> Tensor:
     return outputs.log_softmax(-1) if task == "classification" else outputs
 
