@@ -8,6 +8,11 @@ RUNTIME := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 ARGS   ?=
+# Python caches compiled bytecode (.pyc) beside what it imports; an environment that sets
+# PYTHONDONTWRITEBYTECODE (as this project's machines do) makes every process compile torch
+# and Lightning from source again: ~20 s of CPU per `python` here, paid by each of the test
+# suite's subprocesses. The cache lives in .venv and git-ignored __pycache__/ folders.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install train test lint format benchmark clean
 
