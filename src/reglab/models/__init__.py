@@ -3,10 +3,10 @@ members. A network knows nothing of losses, regularizers or Lightning."""
 
 from reglab.models.autoencoder import Autoencoder
 from reglab.models.cnn import CNN
+from reglab.models.ensemble import Ensemble
 from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
 from reglab.models.resnet import ResNet
-from reglab.models.stacked import StackedLinear, StackedMLP
 
 __all__ = [
     "ACTIVATIONS",
@@ -14,11 +14,10 @@ __all__ = [
     "MLP",
     "Autoencoder",
     "Dropout",
+    "Ensemble",
     "Linear",
     "MultiTaskNet",
     "ResNet",
-    "StackedLinear",
-    "StackedMLP",
     "Task",
     "parse_tasks",
 ]
