@@ -18,7 +18,7 @@ from reglab.data import bootstrap_index
 from reglab.engine.bagging import SequentialBagging
 from reglab.engine.protocols import EarlyStopping71
 from reglab.engine.run import build
-from reglab.models import CNN, Ensemble, ResNet
+from reglab.models import CNN, MLP, Ensemble, ResNet, StackedMLP, stack
 from reglab.objectives import BaggingModule, out_of_bag_mask, vote
 
 BAG = [
@@ -167,6 +167,23 @@ def test_tied_weights_stay_tied_in_the_stack():
     x = torch.randn(2, 4)
     for i, net in enumerate(members):
         torch.testing.assert_close(ensemble(x)[i], net(x))
+
+
+def test_the_mlp_fast_path_computes_what_the_general_ensemble_computes():
+    members = [MLP(64, 10, [16, 8]) for _ in range(3)]
+    fast, general = stack(members), stack([CNN(1, 10, (1, 8, 8)), CNN(1, 10, (1, 8, 8))])
+    assert isinstance(fast, StackedMLP) and isinstance(general, Ensemble)
+    vmapped = Ensemble(members).train()
+    optimizers = [torch.optim.SGD(net.parameters(), lr=0.1) for net in (fast, vmapped)]
+    x = torch.randn(3, 5, 64)
+    for net, opt in zip((fast, vmapped), optimizers, strict=True):  # one step each
+        net(x).square().sum().backward()
+        opt.step()
+    torch.testing.assert_close(fast.eval()(x), vmapped.eval()(x), rtol=1e-4, atol=1e-5)
+    for i in range(3):
+        a, b = fast.member(i).state_dict(), vmapped.member(i).state_dict()
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
 
 
 # -- vectorized = sequential, through reglab ------------------------------------------------------

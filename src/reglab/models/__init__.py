@@ -7,6 +7,7 @@ from reglab.models.ensemble import Ensemble
 from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
 from reglab.models.resnet import ResNet
+from reglab.models.stacked import StackedLinear, StackedMLP, stack
 
 __all__ = [
     "ACTIVATIONS",
@@ -18,6 +19,9 @@ __all__ = [
     "Linear",
     "MultiTaskNet",
     "ResNet",
+    "StackedLinear",
+    "StackedMLP",
     "Task",
     "parse_tasks",
+    "stack",
 ]

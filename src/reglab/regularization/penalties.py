@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 # the layers whose weight is "the affine transformation" of a layer: fully connected and
 # convolutional ones (any nn.Conv*d / ConvTranspose*d); a module class with `affine = True`
-# (a user's own layer) counts too
+# (reglab's models.StackedLinear, or a user's own layer) counts too
 AFFINE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
 
 
