@@ -22,25 +22,34 @@ import torch
 import reglab
 
 CNN = ["model=cnn"]
+# the fit alone (a protocol's run), in a fresh process, RSS polled every millisecond: the
+# process's lifetime peak (ru_maxrss) is set by imports and plotting, not by training
 MEASURE = """
-import json, resource, tempfile, torch, reglab
-cfg = reglab.compose({overrides!r}, output_dir=tempfile.mkdtemp())
+import json, resource, tempfile, threading, time, torch, reglab
+from reglab.engine.protocols import EarlyStopping71
+from reglab.engine.run import build
+run = build(reglab.compose({overrides!r}, output_dir=tempfile.mkdtemp()))
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-before = rss_mb()
+before, peak, done = rss_mb(), [0.0], threading.Event()
+def poll():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss_mb())
+        time.sleep(0.001)
+threading.Thread(target=poll, daemon=True).start()
 if torch.cuda.is_available():
     torch.cuda.reset_peak_memory_stats()
-reglab.train(cfg)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+run.ensemble.protocol(EarlyStopping71()).run(run)
+done.set()
 cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-print(json.dumps({{"rss": peak - before, "cuda": cuda}}))
+print(json.dumps({{"rss": max(peak[0], rss_mb()) - before, "cuda": cuda}}))
 """
 
 
 def fit_memory_mb(overrides: list[str]) -> dict[str, float | None]:
     """Peak memory (MB) a fresh process adds while it trains `overrides` to the end."""
-    code = MEASURE.format(overrides=[*overrides, "callbacks.progress_bar=null"])
+    code = MEASURE.format(overrides=[*overrides, "callbacks.progress_bar=null", "logger=none"])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
