@@ -1,7 +1,9 @@
 """How much reglab's conveniences cost, measured against plain PyTorch on the same work.
 
-    python scripts/benchmark.py [--suite core|bagging|launchers|augmentation|mc|all] [--reps N]
+    python scripts/benchmark.py [--suite core|cnn|bagging|launchers|augmentation|mc|all] [--reps N]
 
+cnn      `model=cnn` vs a plain loop of the same network and Adam kernel; vectorized
+         bagging of 8 CNNs vs 8 sequential fits, with peak memory (scripts/bench_cnn.py)
 core     the default digits MLP (64-256-256-10, Adam, batch 64, 20 epochs, a validation
          pass per epoch, 2 threads) through reglab vs a hand-written loop over the same
          in-memory tensors. Target ≤ 1.5× (required), ≤ 1.25× (goal).
@@ -33,25 +35,32 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_cnn  # scripts/: the cnn suite
 import torch
 import torch.nn.functional as F
 
 import reglab
-from reglab.models import MLP
+from reglab.models import CNN, MLP
 from reglab.regularization import MonteCarlo
 
 QUIET = ["callbacks.progress_bar=null"]
 
 
-def plain_loop(dm, epochs: int, seed: int, fused: bool = False) -> tuple[float, float]:
+def plain_loop(
+    dm, epochs: int, seed: int, fused: bool = False, net: str = "mlp"
+) -> tuple[float, float]:
     """The loop a person writes by hand: shuffle, step, validate; returns (seconds, val acc).
 
     `fused=False` is torch.optim.Adam as people write it; `fused=True` is the single-kernel
-    Adam that reglab's optimizer config selects, to isolate the framework's own cost."""
+    Adam that reglab's optimizer config selects, to isolate the framework's own cost.
+    `net`: reglab's default MLP (it flattens (N, 1, 8, 8) digits itself) or default CNN."""
     torch.manual_seed(seed)
     x, y = dm.splits["train"]
     xv, yv = dm.splits["val"]
-    net = MLP(dm.n_features, 10, (256, 256))  # flattens (N, 1, 8, 8) digits itself
+    if net == "cnn":
+        net = CNN(dm.image_shape[0], 10, dm.image_shape)
+    else:
+        net = MLP(dm.n_features, 10, (256, 256))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -279,14 +288,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--suite",
-        choices=["core", "bagging", "launchers", "augmentation", "mc", "all"],
+        choices=["core", "cnn", "bagging", "launchers", "augmentation", "mc", "all"],
         default="all",
     )
     parser.add_argument(
         "--reps",
         type=int,
         default=None,
-        help="default: core 11, bagging/launchers 3, augmentation 5, mc 9",
+        help="default: core 11, cnn/bagging/launchers 3, augmentation 5, mc 9",
     )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
@@ -301,6 +310,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.suite in ("core", "all"):
         core(args.reps or 11, args.epochs)
+    if args.suite in ("cnn", "all"):
+        bench_cnn.run(sys.modules[__name__], args.reps or 3, args.epochs)
     if args.suite in ("bagging", "all"):
         bagging(args.reps or 3, args.epochs)
     if args.suite in ("launchers", "all"):

@@ -1,27 +1,69 @@
-"""Bagging: bootstrap members, votes, vectorized = sequential, and eq. 7.50's diagnostics."""
+"""Bagging: bootstrap members, votes, vectorized = sequential, and eq. 7.50's diagnostics,
+on MLPs, `model=cnn`, `model=resnet` and a user's own nn.Module (`UserNet`, by _target_).
 
+Kept fast: 3–4 members, tiny widths, 200 training rows for the convolutional nets."""
+
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
 
+import reglab
 from reglab.config import ConfigError, compose
 from reglab.data import bootstrap_index
 from reglab.engine.bagging import SequentialBagging
 from reglab.engine.protocols import EarlyStopping71
 from reglab.engine.run import build
-from reglab.objectives import out_of_bag_mask, vote
+from reglab.models import CNN, MLP, Ensemble, ResNet, StackedMLP, stack
+from reglab.objectives import BaggingModule, out_of_bag_mask, vote
 
-SMALL = [
+BAG = [
     "ensemble=bagging",
-    "ensemble.members=4",
-    "model.hidden_sizes=[32]",
-    "trainer.max_epochs=3",
     "callbacks.early_stopping.patience=100",
     "callbacks.progress_bar=null",
     "logger=none",
     "threads=1",
 ]
+SMALL = [*BAG, "ensemble.members=4", "model.hidden_sizes=[32]", "trainer.max_epochs=3"]
+# the convolutional members: 3, tiny, on 200 digits (4 steps an epoch), Adam at 0.01
+IMAGES = [*BAG, "ensemble.members=3", "data.train_size=200", "optimizer.lr=0.01"]
+IMAGES += ["trainer.max_epochs=2"]
+NETWORKS = {
+    "mlp": SMALL,
+    "cnn": [*IMAGES, "model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]"],
+    "resnet": [*IMAGES, "model=resnet", "model.depth=8", "model.width=4"],
+    "user": [*IMAGES, "model=linear", "~model.dropout", "model._target_=test_bagging.UserNet"],
+}
+
+
+class UserNet(nn.Module):
+    """A user's network, as reglab never saw it: BatchNorm, spatial dropout, a linear head."""
+
+    def __init__(self, in_channels: int, out_features: int, width: int = 4, p: float = 0.0):
+        super().__init__()
+        # no bias before BatchNorm (it would cancel it): its gradient is zero up to rounding,
+        # which Adam would scale up to whole steps, so no two computations would agree
+        self.conv = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(width)
+        self.drop = nn.Dropout2d(p)
+        self.head = nn.Linear(width * 4, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.norm(self.conv(x)).relu())
+        return self.head(F.adaptive_avg_pool2d(h, 2).flatten(1))
+
+
+def _members(kind: str, k: int = 3) -> list[nn.Module]:
+    make = {
+        "cnn": lambda: CNN(1, 10, (1, 8, 8), channels=(4, 8), hidden_sizes=(16,)),
+        "resnet": lambda: ResNet(1, 10, depth=8, width=4),
+        "user": lambda: UserNet(1, 10),
+    }[kind]
+    return [make() for _ in range(k)]
 
 
 def test_bootstrap_indices_are_with_replacement_of_the_split_size_and_differ():
@@ -62,22 +104,127 @@ def test_soft_and_hard_votes_on_a_hand_made_example():
     assert vote(values, "regression").item() == 3.0
 
 
-def test_vectorized_members_equal_sequentially_trained_ones(tmp_path):
-    """Same initial members, same bootstrap batches: one pass or k runs give the same nets."""
-    vec = build(compose(SMALL, output_dir=tmp_path / "v"))
+# -- the vectorized ensemble (models.Ensemble) against its members, one by one ---------------------
+@pytest.mark.parametrize("kind", ["cnn", "resnet", "user"])
+def test_ensemble_step_is_each_members_own_step(kind):
+    """Outputs, gradients and BatchNorm's running statistics of the vmapped ensemble are
+    those of each member run alone on its own rows."""
+    members = _members(kind)
+    ensemble = Ensemble(copy.deepcopy(members), example_shape=(1, 8, 8)).train()
+    x = torch.randn(3, 6, 1, 8, 8)  # each member its own 6 images
+    out = ensemble(x)
+    out.square().sum().backward()
+    for i, net in enumerate(members):
+        own = net.train()(x[i])
+        own.square().sum().backward()
+        torch.testing.assert_close(out[i], own, rtol=1e-4, atol=1e-5)
+        state = ensemble.member(i).state_dict()  # running_mean/var, num_batches_tracked too
+        assert state.keys() == net.state_dict().keys()
+        for name, value in net.state_dict().items():
+            torch.testing.assert_close(state[name], value, rtol=1e-4, atol=1e-6)
+        for p, q in zip(ensemble.stacked.parameters(), net.parameters(), strict=True):
+            torch.testing.assert_close(p.grad[i], q.grad, rtol=1e-4, atol=1e-5)
+    if kind != "cnn":  # BatchNorm's statistics are each member's own
+        means = [b for n, b in ensemble.stacked.named_buffers() if n.endswith("running_mean")]
+        assert not torch.allclose(means[0][0], means[0][1])
+
+
+def test_a_shared_batch_goes_to_every_member_and_eval_uses_running_statistics():
+    members = [m.eval() for m in _members("resnet")]
+    ensemble = Ensemble(members, example_shape=(1, 8, 8)).eval()
+    x = torch.randn(5, 1, 8, 8)
+    out = ensemble(x)
+    assert out.shape == (3, 5, 10)
+    for i, net in enumerate(members):
+        torch.testing.assert_close(out[i], net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_members_draw_their_own_dropout_masks_under_vmap():
+    """k copies of one network: in training mode only the masks can make them differ."""
+    net = UserNet(1, 10, p=0.5)
+    ensemble = Ensemble([copy.deepcopy(net) for _ in range(4)], example_shape=(1, 8, 8))
+    x = torch.randn(5, 1, 8, 8)
+    masked = ensemble.train()(x)
+    assert all(not torch.allclose(masked[0], masked[i]) for i in range(1, 4))
+    plain = ensemble.eval()(x)
+    assert all(torch.equal(plain[0], plain[i]) for i in range(1, 4))
+
+
+def test_tied_weights_stay_tied_in_the_stack():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+            self.b.weight = self.a.weight  # one tensor, two layers
+
+        def forward(self, x):
+            return self.b(self.a(x).tanh())
+
+    members = [Tied() for _ in range(3)]
+    ensemble = Ensemble(members)
+    stacked = ensemble.stacked
+    assert stacked.a.weight is stacked.b.weight and stacked.a.weight.shape == (3, 4, 4)
+    x = torch.randn(2, 4)
+    for i, net in enumerate(members):
+        torch.testing.assert_close(ensemble(x)[i], net(x))
+
+
+def test_the_mlp_fast_path_computes_what_the_general_ensemble_computes():
+    members = [MLP(64, 10, [16, 8]) for _ in range(3)]
+    fast, general = stack(members), stack([CNN(1, 10, (1, 8, 8)), CNN(1, 10, (1, 8, 8))])
+    assert isinstance(fast, StackedMLP) and isinstance(general, Ensemble)
+    vmapped = Ensemble(members).train()
+    optimizers = [torch.optim.SGD(net.parameters(), lr=0.1) for net in (fast, vmapped)]
+    x = torch.randn(3, 5, 64)
+    for net, opt in zip((fast, vmapped), optimizers, strict=True):  # one step each
+        net(x).square().sum().backward()
+        opt.step()
+    torch.testing.assert_close(fast.eval()(x), vmapped.eval()(x), rtol=1e-4, atol=1e-5)
+    for i in range(3):
+        a, b = fast.member(i).state_dict(), vmapped.member(i).state_dict()
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+# -- vectorized = sequential, through reglab ------------------------------------------------------
+@pytest.mark.parametrize("kind", list(NETWORKS))
+def test_vectorized_members_equal_sequentially_trained_ones(tmp_path, kind):
+    """Same initial members, same bootstrap batches: one pass or k ordinary runs (member i on
+    `data.bootstrap=i`) give the same networks, BatchNorm statistics included."""
+    overrides = NETWORKS[kind]
+    vec = build(compose(overrides, output_dir=tmp_path / "v"))
     vectorized = EarlyStopping71().run(vec).module.net
-    seq = build(compose([*SMALL, "ensemble.vectorized=false"], output_dir=tmp_path / "s"))
-    sequential = seq.ensemble.protocol(EarlyStopping71()).run(seq).module.net
+    seq = build(compose([*overrides, "ensemble.vectorized=false"], output_dir=tmp_path / "s"))
     assert isinstance(seq.ensemble.protocol(EarlyStopping71()), SequentialBagging)
-    x = vec.dm.splits["test"][0]
-    for i in range(4):
-        for a, b in zip(vectorized.layers, sequential.layers, strict=True):
-            torch.testing.assert_close(a.weight[i], b.weight[i], rtol=1e-4, atol=1e-5)
-        assert (
-            not torch.allclose(vectorized.layers[0].weight[0], vectorized.layers[0].weight[i])
-            or i == 0
+    sequential = seq.ensemble.protocol(EarlyStopping71()).run(seq).module.net
+    a, b = vectorized.state_dict(), sequential.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(
+            a[name], b[name], rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}"
         )
+    first = next(iter(vectorized.parameters()))
+    assert all(not torch.allclose(first[0], first[i]) for i in range(1, vectorized.members))
+    x = vec.dm.splits["test"][0]
+    vectorized.eval(), sequential.eval()
     torch.testing.assert_close(vectorized(x), sequential(x), rtol=1e-4, atol=1e-4)
+
+
+def test_each_member_trains_on_its_own_resample(tmp_path):
+    """An epoch of the vectorized loader: member i's rows are resample i, reordered."""
+    run = build(compose(NETWORKS["cnn"], output_dir=tmp_path))
+    x, _ = run.dm.splits["train"]
+    blocks = [xb for xb, _ in run.dm.train_dataloader()]
+    seen = torch.cat(blocks, dim=1).flatten(2)  # (k, n, features)
+
+    def rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # a multiset of rows
+        return torch.unique(t, dim=0, return_counts=True)
+
+    for i in range(3):
+        expected = rows(x[bootstrap_index(len(x), run.dm.seed, i)].flatten(1))
+        for a, b in zip(rows(seen[i]), expected, strict=True):
+            assert torch.equal(a, b)
+    assert not torch.equal(rows(seen[0])[1], rows(seen[1])[1])
 
 
 def test_members_differ_and_see_different_dropout_masks(tmp_path):
@@ -139,6 +286,67 @@ def test_gradient_clipping_acts_on_each_member_alone(tmp_path):
     assert norm0.item() == pytest.approx(1.0, rel=1e-4)
     for p, before in zip(module.parameters(), small, strict=True):
         torch.testing.assert_close(p.grad[1], before)
+
+
+# -- a bagged CNN run: its checkpoints, resume, and eq. 7.50 from the members it saved -------------
+CKPT = ["trainer.checkpoint_min_interval=0", "trainer.checkpoint_every_min=0"]  # all written
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cnn") / "whole"
+    return reglab.train(compose([*NETWORKS["cnn"], *CKPT], output_dir=run_dir)), run_dir
+
+
+def test_eq_7_50_diagnostics_of_a_bagged_cnn_recomputed_from_best_ckpt(cnn_run, tmp_path):
+    """v, c and the ensemble's error, computed here from the test predictions of the members
+    saved in best.ckpt (θ*, what the run tested), equal the run's; eq. 7.50 is their identity."""
+    metrics, run_dir = cnn_run
+    run = build(compose(NETWORKS["cnn"], output_dir=tmp_path))
+    state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    run.module.load_state_dict(state)
+    x, y = run.dm.splits["test"]
+    with torch.no_grad():
+        p = run.module.net.eval()(x).softmax(-1)  # (k, n, classes)
+    errors = p - F.one_hot(y, 10)  # εᵢ: probability vector − one-hot label
+    k = len(errors)
+    sq = errors.square().sum(-1)  # ‖εᵢ‖², (k, n)
+    v = sq.mean().item()
+    c = ((errors.sum(0).square().sum(-1) - sq.sum(0)).mean() / (k * (k - 1))).item()
+    assert 0 < c < v
+    assert metrics["ensemble/v"] == pytest.approx(v, rel=1e-4)
+    assert metrics["ensemble/c"] == pytest.approx(c, rel=1e-4)
+    measured = errors.mean(0).square().sum(-1).mean().item()  # of the averaged error
+    assert metrics["ensemble/measured_mse"] == pytest.approx(measured, rel=1e-4)
+    assert metrics["ensemble/predicted_mse"] == pytest.approx(v / k + (k - 1) * c / k, rel=1e-4)
+    assert measured == pytest.approx(v / k + (k - 1) * c / k, rel=1e-4)
+    accuracy = (p.mean(0).argmax(-1) == y).float().mean().item()  # the soft vote
+    assert metrics["test/acc"] == pytest.approx(accuracy)
+    for i in range(k):
+        member = (p[i].argmax(-1) == y).float().mean().item()
+        assert metrics[f"test/member_acc_{i}"] == pytest.approx(member)
+
+
+def test_a_resumed_bagged_cnn_ends_where_the_uninterrupted_run_ends(cnn_run, tmp_path, monkeypatch):
+    metrics, whole = cnn_run
+    half = tmp_path / "half"
+    reglab.train(compose([*NETWORKS["cnn"], *CKPT, "trainer.max_epochs=1"], output_dir=half))
+    config = OmegaConf.load(half / "config.yaml")  # what `trainer.max_epochs=2` does beside
+    config.trainer.max_epochs = 2  # resume= on the command line
+    OmegaConf.save(config, half / "config.yaml")
+    starts = []  # the step training starts from: the checkpoint's, not 0
+    start = BaggingModule.on_train_start
+    monkeypatch.setattr(
+        BaggingModule,
+        "on_train_start",
+        lambda self: (starts.append(self.trainer.global_step), start(self)),
+    )
+    resumed = reglab.train(compose([f"resume={half}"], output_dir=half))
+    assert starts == [metrics["stopped_step"] // 2] and starts[0] > 0
+    assert resumed == metrics
+    last = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (half, whole)]
+    for name, value in last[1]["state_dict"].items():
+        assert torch.equal(last[0]["state_dict"][name], value), name
 
 
 @pytest.mark.slow

@@ -88,8 +88,8 @@ def rotation(i: int) -> list[str]:
         choice["model"] = "mlp"
     if choice.get("model") in IMAGE_MODELS and choice.get("data") != "digits":
         choice["model"] = "mlp"  # convolutional networks take images (else a config error)
-    if choice.get("model") in ("multitask", "autoencoder", *IMAGE_MODELS):
-        choice["ensemble"] = "none"  # bagging stacks MLP or linear members
+    if choice.get("model") in ("multitask", "autoencoder"):
+        choice["ensemble"] = "none"  # bagging votes over networks of one output
     if choice.get("model") == "resnet":
         choice["inference"] = "weight_scaling"  # it has no dropout to sample
     if choice.get("model") == "multitask":
@@ -119,6 +119,16 @@ def first_rotation(group: str, option: str) -> str:
 
 CASES |= {f"experiment={e}": [f"experiment={e}", "debug=fast"] for e in options("experiment")}
 CASES["synthetic-regression"] = ["data=synthetic", "data.task=regression", "debug=fast"]
+# the rotation never pairs a convolutional net with bagging (nor with Monte Carlo dropout)
+CASES["bagging-cnn-mc"] = [
+    "model=cnn",
+    "ensemble=bagging",
+    "ensemble.members=4",
+    "model.dropout.channel=0.2",
+    "inference=mc",
+    "inference.samples=10",
+    "debug=fast",
+]
 
 OPTION_CASES = [(g, o, first_rotation(g, o)) for g in ROTATED for o in options(g)]
 OPTION_CASES += [("experiment", e, f"experiment={e}") for e in options("experiment")]

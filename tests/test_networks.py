@@ -25,10 +25,10 @@ from reglab.models import (
     CNN,
     MLP,
     Autoencoder,
+    Ensemble,
     Linear,
     MultiTaskNet,
     ResNet,
-    StackedMLP,
 )
 from reglab.regularization import L1, WeightDecay, penalized_named_parameters, penalized_parameters
 from reglab.regularization.dropout import MonteCarlo, has_dropout
@@ -122,7 +122,7 @@ def test_flattening_models_give_the_same_outputs_for_images_and_flat_input():
         assert torch.equal(net(x), net(x.flatten(1)))
     auto = Autoencoder(64, 10, [16], 8)
     assert auto.reconstruct(x).shape == (5, 64)  # compared with the flat input
-    stacked = StackedMLP([MLP(64, 10, [16]) for _ in range(3)], example_shape=(1, 8, 8))
+    stacked = Ensemble([MLP(64, 10, [16]) for _ in range(3)], example_shape=(1, 8, 8))
     shared, own = stacked(x), stacked(x.expand(3, *x.shape))
     assert shared.shape == own.shape == (3, 5, 10) and torch.equal(shared, own)
     member = stacked.member(1)
@@ -250,7 +250,7 @@ def test_penalties_on_reglab_networks_are_what_they_were(include_bias):
         Linear(64, 10),
         MultiTaskNet(64, 3, tasks, [16], [8]),
         Autoencoder(64, 10, [16], 8, [4]),
-        StackedMLP([MLP(64, 10, [16]) for _ in range(3)]),
+        Ensemble([MLP(64, 10, [16]) for _ in range(3)]),
     ]
     for net in nets:
         old = [p for n, p in net.named_parameters() if include_bias or not n.endswith("bias")]
@@ -391,7 +391,10 @@ ERRORS: dict[str, tuple[list[str], list[str]]] = {
         ["model=cnn", "inference=mc"],
         ["inference=mc", "reglab.models.CNN", "dropout"],
     ),
-    "bagging-cnn": (["model=cnn", "ensemble=bagging"], ["ensemble=bagging", "CNN", "model=mlp"]),
+    "bagging-multitask": (
+        ["model=multitask", "data=digits_multitask", "ensemble=bagging"],
+        ["ensemble=bagging", "model=multitask", "model=cnn"],
+    ),
     "bad-depth": (["model=resnet", "model.depth=10"], ["model.depth=10", "6n + 2"]),
 }
 

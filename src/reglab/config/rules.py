@@ -106,11 +106,6 @@ RULES: Sequence[Rule] = (
 
 TASK_KINDS = ("classification", "regression")
 
-# the networks models.StackedMLP can stack (vectorized and sequential bagging alike)
-STACKABLE = frozenset(
-    f"reglab.models.{path}{name}" for path in ("", "mlp.") for name in ("MLP", "Linear")
-)
-
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first key whose value is not allowed."""
@@ -187,12 +182,13 @@ def _validate_model_data(cfg: DictConfig) -> None:
             f"model=autoencoder classifies, not data.task={cfg.data.task}"
             " (allowed: a classification data set, e.g. data=digits)"
         )
-    target = str(OmegaConf.select(cfg, "model._target_", default="") or "")
-    if target not in STACKABLE and OmegaConf.select(cfg, "ensemble.members"):
-        name = kind if kind != "single" else target.rsplit(".", 1)[-1]
+    # bagging's members are any network of one output, on one loss (models.Ensemble);
+    # multi-task and semi-supervised objectives train networks of several
+    if kind != "single" and OmegaConf.select(cfg, "ensemble.members"):
         raise ConfigError(
-            f"ensemble=bagging stacks MLP or linear members, not model={name}"
-            " (allowed: model=mlp or model=linear, or ensemble=none)"
+            f"ensemble=bagging votes over networks of one output, not model={kind}"
+            " (allowed: any other model, e.g. model=mlp, model=cnn or your own nn.Module;"
+            " or ensemble=none)"
         )
     objective = str(OmegaConf.select(cfg, "objective._target_", default="") or "")
     if kind == "multitask" and objective and not objective.endswith("MultiTaskModule"):

@@ -86,12 +86,20 @@ class ChunkLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         self._epoch_start = self.generator.get_state()
         x, y = self._epoch()
-        dim, n = self.batch_dim, x.shape[self.batch_dim]
+        n = self._rows(x)
         rows = self.batch_size * self.steps_per_chunk
         skip, self._skip = self._skip, 0
         for start in range(skip * rows, n, rows):
             size = min(rows, n - start)
-            yield self._part(x.narrow(dim, start, size)), self._part(y.narrow(dim, start, size))
+            yield self._part(self._take(x, start, size)), self._part(self._take(y, start, size))
+
+    def _rows(self, x: Tensor) -> int:
+        """How many rows the epoch has."""
+        return x.shape[self.batch_dim]
+
+    def _take(self, t: Tensor, start: int, size: int) -> Tensor:
+        """Rows start … start + size of the epoch's tensor `t` (a view)."""
+        return t.narrow(self.batch_dim, start, size)
 
     def _part(self, block: Tensor) -> Tensor:
         """This process's part of a global minibatch (all of it if the rows don't divide)."""
@@ -123,7 +131,8 @@ class BootstrapLoader(ChunkLoader):
 
     Blocks are (k, rows, …): row r of member i is x[index[i, perm[r]]], with the epoch's
     permutation perm drawn as ChunkLoader draws it, so member i sees exactly the batches of
-    a separate run on resample i (`data.bootstrap=i`).
+    a separate run on resample i (`data.bootstrap=i`). The rows are gathered block by block:
+    the k resamples never exist as k copies of the data, only one block of k minibatches.
     """
 
     batch_dim = 1
@@ -131,9 +140,16 @@ class BootstrapLoader(ChunkLoader):
     def __init__(self, *args: Any, index: Tensor, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.index = index  # (members, n)
+        self._order = index  # (members, n): the epoch's rows, member by member
 
     def _epoch(self) -> tuple[Tensor, Tensor]:
         n = self.index.shape[1]
         perm = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        rows = self.index[:, perm]
-        return self.x[rows], self.y[rows]
+        self._order = self.index[:, perm]
+        return self.x, self.y
+
+    def _rows(self, x: Tensor) -> int:
+        return self._order.shape[1]
+
+    def _take(self, t: Tensor, start: int, size: int) -> Tensor:
+        return t[self._order[:, start : start + size]]

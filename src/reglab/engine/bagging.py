@@ -4,7 +4,9 @@ The engine asks it for the module to train (an `objectives.BaggingModule` over k
 initialized members; eq. 7.50 and the vote are documented there) and for the protocol:
 
     vectorized (default)  the configured protocol trains all members together, each on its
-                          own bootstrap resample, in one pass (batched matmuls)
+                          own bootstrap resample, in one pass (models.Ensemble: vmap over
+                          the members' stacked parameters, any architecture; StackedMLP,
+                          batched matmuls, for reglab's MLP and Linear)
     sequential            `ensemble.vectorized=false`: `SequentialBagging`, k ordinary runs
                           one after another from the same initial values and batches, then
                           stacked for evaluation (the reference path)
@@ -17,7 +19,7 @@ from torch import nn
 from reglab.data.datamodule import DataModule
 from reglab.engine.protocols import EarlyStopping71, Outcome
 from reglab.engine.run import Run, build_callbacks, build_net, build_trainer, module_kwargs
-from reglab.models.stacked import StackedMLP
+from reglab.models.stacked import stack
 from reglab.objectives.bagging import BaggingModule, out_of_bag_mask
 from reglab.objectives.base import RegLabModule
 
@@ -44,7 +46,7 @@ class Bagging:
 
     def stack(self, cfg: DictConfig, dm: DataModule, nets: list[nn.Module]) -> BaggingModule:
         """A BaggingModule over `nets`, with each member's out-of-bag rows for its test."""
-        net = StackedMLP(nets, example_shape=dm.example_shape)
+        net = stack(nets, example_shape=dm.example_shape)
         module = BaggingModule(net=net, vote=self.vote, **module_kwargs(cfg, dm))
         x, y = dm.splits["train"]
         module.oob = (x, y, out_of_bag_mask(dm, len(nets)))

@@ -3,10 +3,11 @@ members. A network knows nothing of losses, regularizers or Lightning."""
 
 from reglab.models.autoencoder import Autoencoder
 from reglab.models.cnn import CNN
+from reglab.models.ensemble import Ensemble
 from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
 from reglab.models.resnet import ResNet
-from reglab.models.stacked import StackedLinear, StackedMLP
+from reglab.models.stacked import StackedLinear, StackedMLP, stack
 
 __all__ = [
     "ACTIVATIONS",
@@ -14,6 +15,7 @@ __all__ = [
     "MLP",
     "Autoencoder",
     "Dropout",
+    "Ensemble",
     "Linear",
     "MultiTaskNet",
     "ResNet",
@@ -21,4 +23,5 @@ __all__ = [
     "StackedMLP",
     "Task",
     "parse_tasks",
+    "stack",
 ]

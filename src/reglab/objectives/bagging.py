@@ -10,8 +10,9 @@ covariance c, the ensemble's expected squared error is
 so the ensemble gains exactly as much as its members' errors are uncorrelated.
 
 Two ways to train the k members, with the same initial values and the same batches:
-    vectorized (default)  one BaggingModule over a StackedMLP: all members step together,
-                          each on its own minibatch, in one pass (batched matmuls)
+    vectorized (default)  one BaggingModule over a models.Ensemble (any network, vmapped;
+                          models.StackedMLP for reglab's MLP and Linear): all members step
+                          together, each on its own minibatch, in one pass
     sequential            `ensemble.vectorized=false`: k ordinary runs one after another,
                           then stacked for evaluation (the reference path)
 """
@@ -46,7 +47,7 @@ def vote(predictions: Tensor, task: str, rule: str = "soft") -> Tensor:
 
 
 class BaggingModule(RegLabModule):
-    """k members in one module: `net` is a StackedMLP, training blocks are (k, batch, …).
+    """k members in one module: `net` is a models.stack, training blocks are (k, batch, …).
 
     Validation and test score the ensemble (its soft-vote loss is what early stopping
     monitors) and every member; the test adds the eq. 7.50 diagnostics and out-of-bag error.

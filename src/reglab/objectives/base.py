@@ -286,8 +286,9 @@ class RegLabModule(pl.LightningModule):
             value = self._batch_metric(prediction, y) * len(y)
             key = f"{split}/{self.metric_name}_mc_T{t}"
             self._mc_sums[key] = self._mc_sums.get(key, 0) + value
-        if self.task == "classification":
-            entropy = predictive_entropy(self.inference.combine(outputs, self.task)).sum()
+        if self.task == "classification":  # per model: an ensemble's is its members' mean
+            combined = self.inference.combine(outputs, self.task)
+            entropy = predictive_entropy(combined).sum() / self.models
             key = f"{split}/predictive_entropy"
             self._mc_sums[key] = self._mc_sums.get(key, 0) + entropy
         self._mc_sums["_count"] = self._mc_sums.get("_count", 0) + len(y)
