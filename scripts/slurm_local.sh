@@ -109,6 +109,8 @@ write_conf() {
     local cpus mem
     cpus=$(nproc)
     mem=$(awk '/^MemTotal:/ { print int($2 / 1024 * 0.9) }' /proc/meminfo) # MB, below the real
+    # cred_expire: how long a requeued job waits before it may start again (SLURM's default,
+    # 120 s, would make the time-limit test wait two minutes between the job's slots)
     cat >"$CONF.new" <<EOF
 # written by scripts/slurm_local.sh: a single-node cluster on localhost, no accounting
 ClusterName=reglab
@@ -117,7 +119,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$MUNGE_SOCKET
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$(pidfile slurmctld)

@@ -6,13 +6,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import read_metrics, run_cli
+from conftest import ROOT, read_metrics, run_cli
 
 from reglab.records import read_json
 
@@ -159,3 +161,90 @@ def test_ddp_job_runs_as_two_slurm_tasks_and_writes_one_run(slurm, job_name, tmp
     assert {p.name for p in sweep.iterdir()} == SWEEP_FILES | {"0"}
     assert {p.name for p in job.iterdir() if p.is_dir()} <= {".hydra", "checkpoints"}
     assert not any(cwd.iterdir()), "a rank wrote into the working directory"
+
+
+# -- a time limit that ends mid-run ------------------------------------------------------------
+# SLURM sends a job SIGUSR2 `signal_delay_s` before its time limit, at slurmctld's next check
+# of time limits (every 30 s). The job starts with a long limit; once it is training, the
+# test lowers the limit to 50 s past the job's elapsed time, within the 60 s warning, so the
+# signal lands mid-run whatever the imports cost; the run writes last.ckpt at that step,
+# records it, and submitit requeues the job. The test then raises the requeued job's limit
+# again, and the second slot ends the run. The training (a 32-unit MLP for 5,000 epochs,
+# ~40 s on a quiet core here) outlasts the wait for the signal (at most ~35 s).
+LONG_RUN = ("seed=0", "threads=1", "model.hidden_sizes=[32]", "trainer.max_epochs=5000")
+LONG_RUN += ("callbacks.early_stopping.patience=100000", "logger=none")
+JOB_DIR = r"\d+(_\d+)?"  # submitit's folder of a job, named by its SLURM id
+
+
+def _seconds(elapsed: str) -> int:
+    """squeue's elapsed time ([days-][hours:]minutes:seconds) in seconds."""
+    days, _, clock = elapsed.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    return int(days or 0) * 86400 + sum(v * 60**i for i, v in enumerate(reversed(parts)))
+
+
+def _set_limit(job: str, seconds: int) -> None:
+    limit = f"{seconds // 60}:{seconds % 60:02d}"
+    proc = subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit}"], timeout=15)
+    assert proc.returncode == 0
+
+
+def _limit_mid_run(run_dir: Path, submitit_dir: Path, proc: subprocess.Popen) -> dict:
+    """Lower the job's time limit once it trains; return run.json once it says `interrupted`
+    (the first slot's end), after raising the requeued job's limit again."""
+    lowered = False
+    while proc.poll() is None:
+        if not lowered and "epoch 20/" in _read(run_dir / "cli.log"):
+            job = next(p.name for p in submitit_dir.iterdir() if re.fullmatch(JOB_DIR, p.name))
+            elapsed = subprocess.run(
+                ["squeue", "--noheader", "--format=%M", f"--jobs={job}"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
+            _set_limit(job, _seconds(elapsed.stdout.strip()) + 50)
+            lowered = True
+        status = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+        if status.get("status") == "interrupted":
+            _set_limit(job, 15 * 60)
+            return status
+        time.sleep(0.2)
+    return {}
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.slow
+def test_a_job_past_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
+    slurm, job_name, tmp_path, train_api
+):
+    sweep, cwd = tmp_path / "sweep", tmp_path / "cwd"
+    cwd.mkdir()
+    launcher = slurm.launcher(job_name, timeout_min=15, signal_delay_s=60, max_num_timeout=1)
+    args = ["-m", *LONG_RUN, *launcher, f"hydra.sweep.dir={sweep}"]
+    args.append(f"hydra.launcher.submitit_folder={sweep}/.submitit/%j")
+    proc = subprocess.Popen(  # the sweep's launching process waits for the job, requeues too
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with ThreadPoolExecutor(1) as pool:  # the uninterrupted run, meanwhile, on the other core
+        interruption = pool.submit(_limit_mid_run, sweep / "0", sweep / ".submitit", proc)
+        reference, _ = train_api(*LONG_RUN)
+        first = interruption.result(timeout=600)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert first.get("status") == "interrupted", "the first slot was not signalled mid-run"
+    assert first["signal"] == "SIGUSR2" and first["step"] > 20 * 17, first
+    assert read_json(sweep / "0" / "run.json")["status"] == "completed"
+    # the second slot continued from the signalled step (not from step 0)
+    assert f"resuming from {sweep / '0'}/checkpoints/last.ckpt at step {first['step']}" in _read(
+        sweep / "0" / "cli.log"
+    )
+    # the steps after the signal were not lost, nor any redone differently
+    assert read_metrics(sweep / "0") == reference
+    assert first["step"] < reference["stopped_step"]

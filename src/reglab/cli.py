@@ -16,17 +16,24 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from reglab.config import CONFIG_DIR, ConfigError, Interrupted, RunFailed
+from reglab.config import CONFIG_DIR, ConfigError, Interrupted, RunFailed, resume_config, validate
+
+
+def _check(cfg: DictConfig) -> None:
+    """The config's rules (and a resume's changed keys), before torch loads: a bad value
+    fails in a second, not after the imports (the engine checks them again, for Python)."""
+    validate(resume_config(cfg) if cfg.get("resume") else cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float | None:
-    from reglab.engine.training import train  # torch loads here, in the job, not before
-
     with open_dict(cfg):
         cfg.output_dir = HydraConfig.get().runtime.output_dir
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
+        _check(cfg)
+        from reglab.engine.training import train  # torch loads here, in the job, not before
+
         metrics = train(cfg)
     except Interrupted as err:  # a sweep stops too: the signal was for the whole process
         print(f"reglab: {err}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The errors a run reports in one line (`cli` prints them without a traceback)."""
 
 import signal
+from collections.abc import Callable
 
 
 class ConfigError(ValueError):
@@ -13,10 +14,17 @@ class RunFailed(RuntimeError):
 
 class Interrupted(RunFailed):
     """The run was signalled (preemption, Ctrl-C, a scheduler's time limit) and saved its
-    latest state to checkpoints/last.ckpt at `step`; `resume=` continues it from there."""
+    latest state to checkpoints/last.ckpt at `step`; `resume=` continues it from there.
 
-    def __init__(self, signum: int, step: int, run_dir: str) -> None:
+    `pass_on`: what else the signal should do once the run has recorded it (call the handler
+    installed before reglab's: submitit's requeues the job, and SLURM then stops the process
+    at once, so it must come after run.json is written)."""
+
+    def __init__(
+        self, signum: int, step: int, run_dir: str, pass_on: Callable[[], None] | None = None
+    ) -> None:
         self.signum, self.step, self.run_dir = signum, step, run_dir
+        self.pass_on = pass_on or (lambda: None)
         name = signal.Signals(signum).name
         super().__init__(
             f"interrupted by {name} at step {step}; its latest state is in"

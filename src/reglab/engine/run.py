@@ -299,7 +299,7 @@ def resume_checkpoint(last: Path) -> Path:
     problems = []
     for path in (last, previous(last)):
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # missing, truncated, not a checkpoint: try the previous one
             problems.append(
                 f"{path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
@@ -307,6 +307,7 @@ def resume_checkpoint(last: Path) -> Path:
             continue
         if path != last:
             log.warning("%s cannot be read (%s): resuming from %s", last, problems[0], path.name)
+        log.info("resuming from %s at step %d", path, state.get("global_step", 0))
         return path
     raise ConfigError(
         f"resume={last.parents[1]}: no readable checkpoint ({'; '.join(problems)})"

@@ -88,6 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except Interrupted as err:  # last.ckpt holds the state at err.step (records.latest)
         record = {"status": "interrupted", "signal": signal.Signals(err.signum).name}
         stop(run, trainer, {**record, "step": err.step}, time.perf_counter() - start)
+        err.pass_on()  # e.g. submitit's handler: requeue the job (SLURM then ends this process)
         raise
     except SIGTERMException as err:  # Lightning's own handler (a protocol's phase 2)
         record = {"status": "interrupted", "signal": "SIGTERM", "error": "no checkpoint written"}

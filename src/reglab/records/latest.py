@@ -8,13 +8,15 @@ model, optimizer, loops, the early-stopping state with θ*, the data order. It i
   write (for small models: every epoch; for large ones, the clock above decides);
 - when the run is signalled: SIGTERM (preemption, `scancel`), SIGINT (Ctrl-C), SIGUSR1 and
   SIGUSR2 (SLURM's warning before a time limit). Then the block of steps in progress ends,
-  last.ckpt is written at that step, the handler that was installed before (e.g.
-  submitit's, which requeues the job) is called, and `config.Interrupted` stops the run.
+  last.ckpt is written at that step and `config.Interrupted` stops the run; once the run
+  has recorded it (run.json), the handler that was installed before is called (e.g.
+  submitit's, which requeues the job: SLURM then ends the process).
 
 Writes go through `CheckpointWriter` at once (atomically), keeping the previous last.ckpt
 as last.prev.ckpt: a file cut short by a crash leaves the one before it to resume from.
 """
 
+import functools
 import logging
 import signal
 import threading
@@ -42,7 +44,7 @@ class LatestCheckpoint(pl.Callback):
         self.every_s = every_min * 60
         self.cheap = cheap
         self.received: int | None = None  # the signal, until the next block of steps ends
-        self._chain: dict[int, Any] = {}  # the handlers ours replaced, called after saving
+        self._chain: dict[int, Any] = {}  # the handlers ours replaced, called after the record
         self._last_write = time.monotonic()
         self._write_cost = 0.0  # seconds the last write took
 
@@ -73,8 +75,8 @@ class LatestCheckpoint(pl.Callback):
         if signalled:
             self.save(trainer)
             signum = self.received or signal.SIGTERM  # (DDP: another rank got it)
-            self._call_chained(signum)
-            raise Interrupted(signum, trainer.global_step, str(self.dirpath.parent))
+            chained = functools.partial(self._call_chained, signum)
+            raise Interrupted(signum, trainer.global_step, str(self.dirpath.parent), chained)
         if due:
             self.save(trainer)
 
