@@ -33,6 +33,10 @@ USER_CLASSIFIER = [
     *(f"~model.classifier.{key}" for key in ("hidden_sizes", "activation", "dropout")),
     "model.classifier._target_=test_composite_networks.UserHead",
 ]
+IDENTITY_ENCODER = [  # returns the image itself: not the (N, features) of a code
+    *(f"~model.encoder.{key}" for key in ("hidden_sizes", "activation", "dropout")),
+    "model.encoder._target_=torch.nn.Identity",
+]
 TINY_CONV_AE = [
     "model=conv_autoencoder",
     "model.encoder.channels=[16]",
@@ -158,7 +162,7 @@ def test_parts_in_python_follow_the_same_contract():
     assert auto.decoder[0].in_features == 8 and auto.decoder[-1].out_features == 64
 
 
-# -- errors: one line, naming the part --------------------------------------------------------------
+# -- errors: one line, naming the part ---------------------------------------------------------
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
@@ -168,8 +172,7 @@ def test_parts_in_python_follow_the_same_contract():
             ["model.trunk._target_=nowhere.Trunk", "cannot be imported"],
         ),
         (
-            ["model=autoencoder", "~model.encoder.hidden_sizes", "~model.encoder.dropout"]
-            + ["~model.encoder.activation", "model.encoder._target_=torch.nn.Identity"],
+            ["model=autoencoder", *IDENTITY_ENCODER],
             ["model.encoder", "(2, 1, 8, 8)", "(2, features)"],
         ),
     ],
