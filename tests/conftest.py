@@ -56,9 +56,12 @@ def train_api(tmp_path):
     return run
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python train.py ARGS…` in a subprocess (stdout is a pipe, as in CI and on SLURM)."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "default"}
+def run_cli(
+    *args: str, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python train.py ARGS…` in a subprocess (stdout is a pipe, as in CI and on SLURM);
+    `env` adds to the environment."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "default", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=cwd,

@@ -225,7 +225,10 @@ REJECTED = [
     ["model=multitask", "data=digits_multitask", "data.tasks.parity.weight=-1"],
     ["model=multitask", "data=digits_multitask", "data.tasks.parity.outputs=1"],
     ["model=multitask", "data=digits_multitask", "data.use_tasks=[colour]"],
-    ["model=multitask", "data=digits_multitask", "model.trunk_sizes=[]"],
+    ["model=multitask", "data=digits_multitask", "model.shared_size=0"],
+    ["model=multitask", "data=digits_multitask", "model.trunk.hidden_sizes=[64,0]"],
+    ["model=conv_autoencoder", "model.encoder.channels=[]"],
+    ["model=conv_autoencoder", "model.decoder.activation=swish"],
     ["model=multitask", "data=digits_multitask", "objective=plain"],
     ["model=multitask", "data=digits"],
     ["model=mlp", "data=digits_multitask"],
@@ -268,6 +271,8 @@ ACCEPTED = [
     *[["model=autoencoder", f"model.recon_units={u}"] for u in ("raw", "standardized")],
     ["model=multitask", "data=synthetic_multitask", "data.use_tasks=[t4]"],
     ["model=multitask", "data=digits_multitask", "data.tasks.parity.weight=0"],
+    ["model=multitask", "data=digits_multitask", "model/trunk=cnn"],
+    ["model=conv_autoencoder", "model.activation=tanh"],
     *[[f"experiment={p.stem}"] for p in sorted(reglab.config.CONFIG_DIR.glob("experiment/*.yaml"))],
 ]
 

@@ -69,7 +69,7 @@ N_ROTATIONS = max(len(options(g)) for g in ROTATED)
 
 
 IMAGE_AUGMENTATIONS = ("affine", "erasing")
-IMAGE_MODELS = ("cnn", "resnet")
+IMAGE_MODELS = ("cnn", "resnet", "conv_autoencoder")
 MULTITASK_DATA = ("digits_multitask", "synthetic_multitask")
 
 
@@ -96,7 +96,11 @@ def rotation(i: int) -> list[str]:
         choice["inference"] = "weight_scaling"  # Monte Carlo averages one distribution
     # the objective follows the network (a mismatch is a config error), as the model's own
     # config chooses it
-    objectives = {"multitask": "multitask", "autoencoder": "semi_supervised"}
+    objectives = {
+        "multitask": "multitask",
+        "autoencoder": "semi_supervised",
+        "conv_autoencoder": "semi_supervised",
+    }
     choice["objective"] = objectives.get(choice.get("model"), "plain")
     extra = ["model.dropout.input=0.2"] if choice.get("inference") == "mc" else []  # needs masks
     if choice.get("model") == "multitask" and choice.get("optimizer") == "sgd":
@@ -133,10 +137,12 @@ CASES["bagging-cnn-mc"] = [
 OPTION_CASES = [(g, o, first_rotation(g, o)) for g in ROTATED for o in options(g)]
 OPTION_CASES += [("experiment", e, f"experiment={e}") for e in options("experiment")]
 
-SWEEP = ("-m", "regularizer=none,l1", "seed=0,1", "debug=fast", "trainer.max_epochs=3")
+# on the cnn: sweeps, histograms of every parameter and repeatability hold for convolutions
+TINY_CNN = ("model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]")
+SWEEP = ("-m", "regularizer=none,l1", "seed=0,1", "debug=fast", "trainer.max_epochs=3", *TINY_CNN)
 SWEEP_EPOCHS = 3
 # a fresh process with the config of one sweep job (job 2: it ran after two other jobs)
-SINGLE = ("regularizer=l1", "seed=0", "debug=fast", "trainer.max_epochs=3")
+SINGLE = ("regularizer=l1", "seed=0", "debug=fast", "trainer.max_epochs=3", *TINY_CNN)
 
 
 def _run_all(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:

@@ -181,6 +181,20 @@ def test_two_processes_end_with_the_weights_and_metrics_of_one(
 
 
 @slow
+def test_two_processes_train_the_cnn_to_the_weights_of_one(train_api):
+    """model=cnn under DDP: convolutions' gradients are all-reduced like linear layers'."""
+    tiny = ("model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]", "logger=none")
+    args = (*RUN, *tiny, "trainer.max_epochs=1")
+    single, single_dir = train_api(*args)
+    parallel, ddp_dir = train_api(*args, *DDP)
+    diffs = {
+        k: (v - weights(ddp_dir)[k]).abs().max().item() for k, v in weights(single_dir).items()
+    }
+    assert any("features.0" in k for k in diffs) and max(diffs.values()) < WEIGHT_TOLERANCE, diffs
+    assert parallel == pytest.approx(single, rel=1e-5)
+
+
+@slow
 def test_cli_run_and_sweep_of_ddp_runs_leave_only_their_own_directories(
     tmp_path, tmp_path_factory, monkeypatch
 ):

@@ -4,6 +4,7 @@ Checked against hand-computed losses, the digits' task tables, the data's spread
 labels over tasks, and (slow) against single-task models on tasks that share a factor.
 """
 
+import functools
 import statistics
 
 import numpy as np
@@ -16,7 +17,7 @@ from sklearn.datasets import load_digits
 import reglab
 from reglab.data import DataModule, digit_tasks, make_multitask
 from reglab.engine.run import build_module
-from reglab.models import MultiTaskNet, Task
+from reglab.models import MLP, MultiTaskNet, Task
 from reglab.objectives import MultiTaskModule
 from reglab.regularization import NoPenalty
 
@@ -26,12 +27,13 @@ TASKS = [Task("a", "classification", 3, 1.0), Task("b", "regression", 1, 0.5)]
 def _module(tasks=TASKS, **kwargs) -> MultiTaskModule:
     torch.manual_seed(0)
     outputs = sum(t.outputs for t in tasks)
-    net = MultiTaskNet(5, outputs, tasks, trunk_sizes=[8], **kwargs)
+    net = MultiTaskNet(5, outputs, tasks, shared_size=8, **kwargs)
     return MultiTaskModule(net, NoPenalty(), torch.optim.SGD, "multitask", outputs)
 
 
 def test_net_shares_the_trunk_and_concatenates_one_head_per_task():
-    net = MultiTaskNet(5, 4, TASKS, trunk_sizes=[16, 8], head_sizes=[6])
+    trunk = functools.partial(MLP, hidden_sizes=[16])
+    net = MultiTaskNet(5, 4, TASKS, trunk, shared_size=8, head_sizes=[6])
     assert net(torch.randn(7, 5)).shape == (7, 4)
     assert list(net.heads) == ["a", "b"]
     trunk = {id(p) for p in net.trunk.parameters()}

@@ -5,6 +5,7 @@ on conv and linear weights only, and Monte Carlo dropout on any dropout layer.
 Kept fast: tiny widths, 1–3 epochs, no progress bar, CSV logs.
 """
 
+import functools
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ QUIET = ["callbacks.progress_bar=null", "logger=csv", "threads=1"]
 TINY_CNN = ["model=cnn", "model.channels=[8,16]", "model.hidden_sizes=[32]"]
 FAST = ["optimizer.lr=0.01"]  # tiny networks, 2–3 epochs: Adam's default 1e-3 is too slow
 TINY_RESNET = ["model=resnet", "model.depth=8", "model.width=4"]
+CODER = functools.partial(MLP, hidden_sizes=[16])  # an autoencoder's MLP encoder or decoder
 # a user's module by _target_: the linear model's config, its dropout key removed
 USER = ["model=linear", "~model.dropout", "model._target_=test_networks.TinyConvNet"]
 
@@ -116,11 +118,11 @@ def test_flattening_models_give_the_same_outputs_for_images_and_flat_input():
     for net in (
         MLP(64, 10, [16]),
         Linear(64, 10),
-        MultiTaskNet(64, 4, tasks, [16]),
-        Autoencoder(64, 10, [16], 8),
+        MultiTaskNet(64, 4, tasks, shared_size=16),
+        Autoencoder(64, 10, CODER, CODER, code_size=8),
     ):
         assert torch.equal(net(x), net(x.flatten(1)))
-    auto = Autoencoder(64, 10, [16], 8)
+    auto = Autoencoder(64, 10, CODER, CODER, code_size=8)
     assert auto.reconstruct(x).shape == (5, 64)  # compared with the flat input
     stacked = Ensemble([MLP(64, 10, [16]) for _ in range(3)], example_shape=(1, 8, 8))
     shared, own = stacked(x), stacked(x.expand(3, *x.shape))
@@ -248,8 +250,8 @@ def test_penalties_on_reglab_networks_are_what_they_were(include_bias):
     nets = [
         MLP(64, 10, [16, 16], dropout={"input": 0.1, "hidden": 0.2}),
         Linear(64, 10),
-        MultiTaskNet(64, 3, tasks, [16], [8]),
-        Autoencoder(64, 10, [16], 8, [4]),
+        MultiTaskNet(64, 3, tasks, shared_size=16, head_sizes=[8]),
+        Autoencoder(64, 10, CODER, CODER, functools.partial(MLP, hidden_sizes=[4]), code_size=8),
         Ensemble([MLP(64, 10, [16]) for _ in range(3)]),
     ]
     for net in nets:

@@ -11,6 +11,7 @@ from conftest import ROOT, read_metrics, run_cli
 from reglab.records import read_json
 
 TINY = ("debug=fast", "trainer.max_epochs=2", "threads=1", "logger=none")
+TINY_CNN = ("model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]")
 RANGES = {  # the search space of conf/hparams_search/optuna.yaml
     "regularizer.alpha": (1e-5, 1e-1),
     "optimizer.lr": (1e-4, 1e-1),
@@ -28,16 +29,19 @@ def overrides(job_dir) -> dict[str, str]:
 
 
 def test_a_tiny_study_runs_its_trials_and_reports_the_best_within_the_search_space(tmp_path):
+    """On a tiny cnn: the search space (model.dropout.hidden too) applies to it unchanged."""
     proc = run_cli(
-        "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={tmp_path}"
-    )
+        "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY, *TINY_CNN,
+        f"hydra.sweep.dir={tmp_path}",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = trials(tmp_path)
     assert [j.name for j in jobs] == ["0", "1", "2"]
     objectives = [read_metrics(j)["val/best"] for j in jobs]
     for job in jobs:
         assert set(RANGES) <= set(overrides(job))  # each trial drew every searched key
-        assert "regularization.L2" in (job / "config.yaml").read_text()  # alpha is L2's
+        config = (job / "config.yaml").read_text()
+        assert "regularization.L2" in config and "reglab.models.CNN" in config  # alpha is L2's
 
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == set(RANGES)

@@ -20,6 +20,7 @@ FAST = [
     "logger=none",
     "threads=1",
 ]
+TINY_CNN = ["model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]"]
 
 
 def run_protocol(tmp_path, name, *overrides):
@@ -72,6 +73,24 @@ def test_continue_to_loss_gives_up_at_the_bound(tmp_path):
     assert outcome.metrics["protocol/extra_steps"] == 5
     assert [s for s, _ in stop.checks] == [2, 4]
     assert all(v >= stop.target for _, v in stop.checks)
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("retrain_all", []), ("continue_to_loss", ["protocol.max_extra_steps=40"])],
+)
+def test_protocols_train_the_cnn_in_both_phases(tmp_path, name, extra):
+    run, outcome, _, theta_0 = run_protocol(tmp_path, name, *TINY_CNN, *extra)
+    m = outcome.metrics
+    phase2 = outcome.trainer.global_step
+    if name == "retrain_all":  # fresh parameters, i* steps on all the training data
+        assert outcome.module is not run.module and phase2 == m["best_step"] > 0
+    else:  # θ* continued until J(val) < ε or the bound
+        assert outcome.module is run.module and 0 < m["protocol/extra_steps"] <= 40
+        assert m["protocol/target_met"] == 1 or m["protocol/extra_steps"] == 40
+    assert phase2 > 0 and outcome.module.step == outcome.phases[1][0] + phase2
+    conv = outcome.module.net.features[0].weight
+    assert not torch.equal(conv, theta_0["features.0.weight"])  # the convolutions trained
 
 
 @pytest.mark.parametrize(

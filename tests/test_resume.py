@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, read_metrics, run_cli
+from omegaconf import OmegaConf
 
 import reglab
 from reglab.config import ConfigError, Interrupted
@@ -136,6 +137,23 @@ def test_a_signalled_run_saves_its_step_passes_the_signal_on_and_resumes_to_the_
     assert passed_on == [record]  # once, after the run recorded the signal
     resume(run_dir)
     assert (run_dir / "metrics.json").read_bytes() == uninterrupted
+
+
+@pytest.mark.slow  # three runs
+def test_a_cnn_run_continued_for_longer_ends_where_one_run_of_that_length_ends(train_api):
+    """In-process: 1 epoch, then resume= with the config's max_epochs raised to 2 (what
+    `resume=DIR trainer.max_epochs=2` does on the command line), against 2 epochs at once:
+    the CNN's metrics.json is byte-identical (its state, optimizer and data order resumed)."""
+    tiny = ["model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]", "threads=1"]
+    quiet = [*tiny, "callbacks.progress_bar=null", "callbacks.early_stopping.patience=100"]
+    _, whole = train_api(*quiet, "trainer.max_epochs=2")
+    _, part = train_api(*quiet, "trainer.max_epochs=1")
+    saved = OmegaConf.load(part / "config.yaml")
+    saved.trainer.max_epochs = 2
+    OmegaConf.save(saved, part / "config.yaml")
+    reglab.train(reglab.compose([f"resume={part}"], output_dir=part))
+    assert read_metrics(part)["stopped_step"] == 2 * 17
+    assert (part / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
 
 
 def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):

@@ -6,6 +6,7 @@ reconstruction only; and (slow) the autoencoder beats the same network trained o
 labelled 5% alone.
 """
 
+import functools
 import statistics
 from types import SimpleNamespace
 
@@ -17,7 +18,7 @@ from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reglab.data import UNLABELED, DataModule
-from reglab.models import Autoencoder
+from reglab.models import MLP, Autoencoder
 from reglab.objectives import SemiSupervisedModule
 from reglab.regularization import NoPenalty
 
@@ -58,9 +59,8 @@ def test_supervised_models_train_on_the_labelled_examples_only():
 
 def _module(recon_weight: float = 0.5, features: int = 6, **kwargs) -> SemiSupervisedModule:
     torch.manual_seed(0)
-    net = Autoencoder(
-        features, 3, hidden_sizes=[8], code_size=4, recon_weight=recon_weight, **kwargs
-    )
+    coder = functools.partial(MLP, hidden_sizes=[8])
+    net = Autoencoder(features, 3, coder, coder, code_size=4, recon_weight=recon_weight, **kwargs)
     return SemiSupervisedModule(net, NoPenalty(), torch.optim.SGD, "classification", 3)
 
 

@@ -92,11 +92,7 @@ RULES: Sequence[Rule] = (
         lambda v: v in ("auto", "raw", "standardized"),
         "auto, raw or standardized",
     ),
-    (
-        "model.trunk_sizes",
-        lambda v: isinstance(v, Sequence) and len(v) >= 1 and all(_int(h) and h >= 1 for h in v),
-        "a non-empty list of positive integers, e.g. [256]",
-    ),
+    ("model.shared_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     (
         "model.head_sizes",
         lambda v: isinstance(v, Sequence) and all(_int(h) and h >= 1 for h in v),
@@ -107,9 +103,25 @@ RULES: Sequence[Rule] = (
 TASK_KINDS = ("classification", "regression")
 
 
+# the parts of composite networks (model.trunk, model.encoder, …): each is a network, and
+# a rule for model.<key> holds for model.<part>.<key> too
+MODEL_PARTS = ("trunk", "encoder", "decoder", "classifier")
+
+
+def _with_parts(rules: Sequence[Rule]) -> list[Rule]:
+    """The rules, and each model.<key> rule again for every part's <key>."""
+    nested = [
+        (f"model.{part}.{key[len('model.') :]}", ok, allowed)
+        for key, ok, allowed in rules
+        if key.startswith("model.")
+        for part in MODEL_PARTS
+    ]
+    return [*rules, *nested]
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first key whose value is not allowed."""
-    for key, ok, allowed in RULES:
+    for key, ok, allowed in _with_parts(RULES):
         node = OmegaConf.select(cfg, key, default="<absent>", throw_on_missing=False)
         if isinstance(node, str) and node == "<absent>":
             continue

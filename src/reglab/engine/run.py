@@ -7,7 +7,6 @@ Strategies come from the config's `_target_`s, never from an import here: the ne
 (`ensemble`: `SingleModel`, or e.g. `engine.bagging.Bagging`).
 """
 
-import inspect
 import logging
 import math
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
@@ -28,6 +28,7 @@ from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
 from reglab.data.augmentation import Augmentation
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
+from reglab.models.sizes import accepted_sizes, probe
 from reglab.objectives.base import RegLabModule
 from reglab.records import CheckpointWriter, check_checkpoint_fits, previous
 from reglab.regularization.dropout import has_dropout
@@ -92,9 +93,6 @@ def validation_schedule(steps_per_epoch: int, val_check_interval: int | float | 
     return val_check_interval
 
 
-IMAGE_ARGUMENTS = ("in_channels", "image_shape")  # sizes only image data has
-
-
 def model_sizes(dm: DataModule) -> dict[str, Any]:
     """What the data says about a network's shape: `in_features` (C·H·W for images) and
     `out_features` always, `in_channels` and `image_shape` for image data, `tasks` for
@@ -107,26 +105,6 @@ def model_sizes(dm: DataModule) -> dict[str, Any]:
     return sizes
 
 
-def accepted_sizes(constructor: Any, sizes: dict[str, Any], target: str) -> dict[str, Any]:
-    """The sizes `constructor` declares (all of them if it takes **kwargs); ConfigError if it
-    requires an image's size and the data is tabular."""
-    try:
-        parameters = inspect.signature(constructor).parameters
-    except (TypeError, ValueError):  # no signature to read (a builtin): hand it everything
-        return sizes
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return sizes
-    for name in IMAGE_ARGUMENTS:
-        p = parameters.get(name)
-        if p is not None and p.default is inspect.Parameter.empty and name not in sizes:
-            raise ConfigError(
-                f"model {target} takes images ({name}), but the data has no data.image_shape:"
-                " it is tabular (allowed: image data such as data=digits, or a model of"
-                " tables: model=mlp or model=linear)"
-            )
-    return {k: v for k, v in sizes.items() if k in parameters}
-
-
 def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
     """A freshly initialized network (from the current RNG state), sized by the data.
 
@@ -135,19 +113,21 @@ def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
     multi-task network); its forward must map (N, *example shape) to (N, outputs), which a
     forward pass of 2 zero examples checks here (in eval mode, without gradients, RNG or
     BatchNorm statistics touched). A `_target_` that does not import, a model of images on
-    tabular data and a wrong output shape are ConfigErrors.
+    tabular data and a wrong output shape are ConfigErrors; so are those of a composite
+    network's parts (model.trunk, model.encoder, …: models/sizes.py).
     """
     target = str(cfg.model.get("_target_", ""))
-    try:
-        constructor = get_object(target)
-    except Exception as err:  # Hydra's locate: ImportError, or ValueError for an empty path
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(
-            f"model._target_={target} cannot be imported ({reason}) (allowed: the dotted path"
-            " of an nn.Module class importable from the Python path, e.g. reglab.models.MLP)"
-        ) from err
+    constructor = import_target("model", target)
+    for key, part in cfg.model.items():  # the parts of a composite: model.trunk, model.encoder…
+        if isinstance(part, DictConfig) and "_target_" in part:
+            import_target(f"model.{key}", str(part._target_))
     sizes = accepted_sizes(constructor, model_sizes(dm), target)
-    net = instantiate(cfg.model, **sizes)
+    try:
+        net = instantiate(cfg.model, **sizes)
+    except InstantiationException as err:  # a composite's part that does not fit: one line
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
     check_output_shape(net, target, dm)
     if cfg.get("inference") and not has_dropout(net):
         raise ConfigError(
@@ -158,15 +138,24 @@ def build_net(cfg: DictConfig, dm: DataModule) -> torch.nn.Module:
     return net
 
 
+def import_target(key: str, target: str) -> Any:
+    """The class `key._target_` names; a one-line ConfigError if it cannot be imported."""
+    try:
+        return get_object(target)
+    except Exception as err:  # Hydra's locate: ImportError, or ValueError for an empty path
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"{key}._target_={target} cannot be imported ({reason}) (allowed: the dotted path"
+            " of an nn.Module class importable from the Python path, e.g. reglab.models.MLP)"
+        ) from err
+
+
 @torch.no_grad()
 def check_output_shape(net: torch.nn.Module, target: str, dm: DataModule) -> None:
     """ConfigError unless the network maps 2 examples to (2, outputs)."""
     x = torch.zeros(2, *dm.example_shape)
-    modes = [(m, m.training) for m in net.modules()]
-    net.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
-            out = net(x)
+        out = probe(net, dm.example_shape)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConfigError(
@@ -174,9 +163,6 @@ def check_output_shape(net: torch.nn.Module, target: str, dm: DataModule) -> Non
             f" {first} (allowed: a forward that maps (N, {', '.join(map(str, x.shape[1:]))})"
             f" to (N, {dm.n_outputs}))"
         ) from err
-    finally:
-        for m, mode in modes:
-            m.training = mode
     expected = (2, dm.n_outputs)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != expected:

@@ -2,7 +2,7 @@
 members. A network knows nothing of losses, regularizers or Lightning."""
 
 from reglab.models.autoencoder import Autoencoder
-from reglab.models.cnn import CNN
+from reglab.models.cnn import CNN, ConvDecoder
 from reglab.models.ensemble import Ensemble
 from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
@@ -14,6 +14,7 @@ __all__ = [
     "CNN",
     "MLP",
     "Autoencoder",
+    "ConvDecoder",
     "Dropout",
     "Ensemble",
     "Linear",

@@ -43,10 +43,11 @@ class SemiSupervisedModule(RegLabModule):
 
     def __init__(self, *args: Any, image_every_n_epochs: int = 5, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        needs = ("forward_both", "classifier", "recon_weight", "recon_units")
-        require(self.net, "semi_supervised", needs, "model=autoencoder, or objective=plain")
+        needs = ("forward_both", "reconstruct", "out_features", "recon_weight", "recon_units")
+        allowed = "model=autoencoder or model=conv_autoencoder, or objective=plain"
+        require(self.net, "semi_supervised", needs, allowed)
         self.recon_weight = self.net.recon_weight
-        self.n_classes = self.net.classifier[-1].out_features
+        self.n_classes = self.net.out_features
         self.image_every_n_epochs = image_every_n_epochs
         self._last_image_epoch = -1
         # sⱼ; None: standardized units (sⱼ = 1). A buffer, so it moves with the module once
