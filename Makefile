@@ -46,11 +46,14 @@ format: install
 # The slurm tests (tests/test_slurm.py) run on a throwaway local SLURM, started before pytest
 # where it can be (root, Debian) and always stopped after it; elsewhere they skip.
 SLURM_LOCAL_DIR ?= /tmp/reglab-slurm
+# two pytest workers (pytest-xdist) on two cores; a file's tests stay on one worker, so its
+# module-scoped fixtures (the runs its tests read) run once
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 test: lint
 	@export SLURM_LOCAL_DIR=$(SLURM_LOCAL_DIR) SLURM_CONF=$(SLURM_LOCAL_DIR)/slurm.conf; \
 	scripts/slurm_local.sh up >/dev/null || echo "make test: no local SLURM: the slurm tests will skip"; \
 	trap 'scripts/slurm_local.sh down' EXIT; trap 'exit 130' INT TERM; \
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=15 $(ARGS)
 
 benchmark: install
 	$(BIN)/python scripts/benchmark.py $(ARGS)

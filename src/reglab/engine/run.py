@@ -285,7 +285,7 @@ def resume_checkpoint(last: Path) -> Path:
     problems = []
     for path in (last, previous(last)):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # missing, truncated, not a checkpoint: try the previous one
             problems.append(
                 f"{path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
@@ -293,7 +293,6 @@ def resume_checkpoint(last: Path) -> Path:
             continue
         if path != last:
             log.warning("%s cannot be read (%s): resuming from %s", last, problems[0], path.name)
-        log.info("resuming from %s at step %d", path, state.get("global_step", 0))
         return path
     raise ConfigError(
         f"resume={last.parents[1]}: no readable checkpoint ({'; '.join(problems)})"
@@ -335,7 +334,8 @@ def build(cfg: DictConfig) -> Run:
     module = ensemble.module(cfg, dm)
     ckpt = resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") if cfg.get("resume") else None
     if ckpt is not None:  # before anything is logged or written: the run stays as it was
-        check_checkpoint_fits(ckpt, module)
+        step = check_checkpoint_fits(ckpt, module)
+        log.info("resuming from %s at step %d", ckpt, step)
     log.info(
         "penalized by %r: %s",
         module.regularizer,

@@ -81,13 +81,15 @@ class CheckpointWriter(TorchCheckpointIO):
         self.flush()
 
 
-def check_checkpoint_fits(path: Path, module: torch.nn.Module, shown: int = 3) -> None:
+def check_checkpoint_fits(path: Path, module: torch.nn.Module, shown: int = 3) -> int:
     """ConfigError, in one line, if the checkpoint's parameters do not fit `module` (as
     Lightning would load them), before anything in the run directory is touched; Lightning's
-    own error is a page of "size mismatch for …" after its loggers have started."""
-    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict")
+    own error is a page of "size mismatch for …" after its loggers have started. Returns
+    the checkpoint's step."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state, step = checkpoint.get("state_dict"), checkpoint.get("global_step", 0)
     if state is None:
-        return  # not a checkpoint of a LightningModule: Lightning says so itself
+        return step  # not a checkpoint of a LightningModule: Lightning says so itself
     model = module.state_dict()
     shapes = [
         f"{k} has shape {tuple(v.shape)} in the checkpoint, {tuple(model[k].shape)} in the model"
@@ -98,7 +100,7 @@ def check_checkpoint_fits(path: Path, module: torch.nn.Module, shown: int = 3) -
     missing = [k for k in model if k not in state] if strict else []
     unexpected = [k for k in state if k not in model] if strict else []
     if not (shapes or missing or unexpected):
-        return
+        return step
 
     def listed(items: list[str], sep: str = ", ") -> str:
         more = f" and {len(items) - shown} more" if len(items) > shown else ""
