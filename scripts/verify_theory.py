@@ -423,7 +423,8 @@ def report_constraints(tmp: str, out: Path) -> bool:
     ]
     table("6. norm constraint ≡ penalty, diabetes, SGD with momentum 0.9", header, rows)
     print(
-        f"  every row within {theory.WEIGHT_RTOL:.0e} of w̃(α), multiplier within {theory.MULTIPLIER_RTOL:.0e} of α: {ok}"
+        f"  every row within {theory.WEIGHT_RTOL:.0e} of w̃(α),"
+        f" multiplier within {theory.MULTIPLIER_RTOL:.0e} of α: {ok}"
     )
     plot_constraints(tmp, out)
     return ok
