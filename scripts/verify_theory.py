@@ -384,6 +384,107 @@ def plot_bagging(check: theory.BaggingCheck, out: Path) -> None:
     save(fig, "bagging_diabetes.png", out)
 
 
+# -- 6. norm constraints ------------------------------------------------------------------
+
+CONSTRAINT_ALPHAS = {"l2_ball": (0.1, 1.0, 10.0), "l1_ball": (1.0, 4.0, 20.0)}
+PLANE = [
+    *theory.source("correlated_design"),
+    "+data.source.n_features=2",
+    "+data.source.condition=10",
+]
+
+
+def report_constraints(tmp: str, out: Path) -> bool:
+    """Constraint ≡ penalty on diabetes (eq. 7.25–7.27): w, zeros and the multiplier."""
+    rows, ok = [], True
+    for kind, alphas in CONSTRAINT_ALPHAS.items():
+        for alpha in alphas:
+            c = theory.check_constraint(f"{tmp}/{kind}-{alpha}", kind, alpha)
+            zeros = f"{(c.measured == 0).sum()}/{(c.penalized == 0).sum()}"
+            rows.append(
+                [
+                    kind,
+                    alpha,
+                    f"{c.radius:.4g}",
+                    f"{c.weight_error:.1e}",
+                    f"{c.multiplier:.6g}",
+                    zeros,
+                ]
+            )
+            ok &= c.weight_error < theory.WEIGHT_RTOL and c.same_zeros
+            ok &= c.multiplier_error < theory.MULTIPLIER_RTOL and c.active_fraction == 1.0
+    header = [
+        "constraint",
+        "α",
+        "k = Ω(w̃(α))",
+        "‖w − w̃‖/‖w̃‖",
+        "multiplier",
+        "zeros (reglab/penalized)",
+    ]
+    table("6. norm constraint ≡ penalty, diabetes, SGD with momentum 0.9", header, rows)
+    print(
+        f"  every row within {theory.WEIGHT_RTOL:.0e} of w̃(α),"
+        f" multiplier within {theory.MULTIPLIER_RTOL:.0e} of α: {ok}"
+    )
+    plot_constraints(tmp, out)
+    return ok
+
+
+def plot_constraints(tmp: str, out: Path) -> None:
+    """The constraint region, the path of w, the penalized solution, on a 2-feature design."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, (kind, alpha) in zip(axes, [("l2_ball", 0.5), ("l1_ball", 0.3)], strict=True):
+        c = theory.check_constraint(f"{tmp}/plane-{kind}", kind, alpha, data=PLANE)
+        x, y = theory.training_data(
+            theory.fit([*PLANE, *theory.gradient_descent(0.1, 1)], f"{tmp}/p")
+        )
+        w_star = theory.least_squares(x, y)
+        span = 1.3 * np.abs(np.vstack([c.path, w_star])).max()
+        g = np.linspace(-span, span, 200)
+        a, b = np.meshgrid(g, g)
+        w = np.stack([a.ravel(), b.ravel()], 1)
+        loss = (((x - x.mean(0)) @ w.T - (y - y.mean())[:, None]) ** 2).mean(0).reshape(a.shape)
+        levels = loss.min() + np.geomspace(1e-3, 1, 10) * (loss.max() - loss.min())
+        ax.contour(a, b, loss, levels=levels, colors="0.75", linewidths=0.8)  # J's level sets
+        t = np.linspace(0, 2 * np.pi, 400)
+        ring = (
+            [np.cos(t), np.sin(t)]
+            if kind == "l2_ball"
+            else [np.sign(np.cos(t)) * np.cos(t) ** 2, np.sign(np.sin(t)) * np.sin(t) ** 2]
+        )
+        ax.fill(
+            c.radius * ring[0],
+            c.radius * ring[1],
+            color="C0",
+            alpha=0.15,
+            label=f"Ω(w) ≤ k = {c.radius:.3g}",
+        )
+        ax.plot(
+            c.path[:, 0],
+            c.path[:, 1],
+            ".-",
+            color="C1",
+            ms=2,
+            lw=0.8,
+            label="reglab's w during training",
+        )
+        ax.plot(*w_star, "k+", ms=12, label="w* (no penalty)")
+        ax.plot(
+            *c.penalized, "o", mfc="none", ms=12, color="C3", label=f"penalized w̃(α = {alpha:g})"
+        )
+        ax.set(
+            aspect="equal",
+            xlabel="w₁",
+            ylabel="w₂",
+            title=f"constraint={kind}: λ = {c.multiplier:.4g}",
+        )
+        ax.legend(loc="lower left", fontsize=8)
+    fig.suptitle(
+        "Regularization as constraint (eq. 7.25–7.27): the constrained optimum is the penalized one"
+    )
+    save(fig, "norm_constraints.png", out)
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -399,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok &= report_early_stopping(theory.check_early_stopping(f"{tmp}/es"), args.figures)
         ok &= report_ensemble(theory.check_ensemble(), args.figures)
         ok &= report_bagging(theory.check_bagging(f"{tmp}/bagging"), args.figures)
+        ok &= report_constraints(f"{tmp}/constraints", args.figures)
     seconds = time.perf_counter() - start
     print(f"\n{'all checks passed' if ok else 'SOME CHECKS FAILED'} in {seconds:.1f} s")
     return 0 if ok else 1

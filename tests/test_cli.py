@@ -77,6 +77,8 @@ def rotation(i: int) -> list[str]:
     choice = {g: options(g)[i % len(options(g))] for g in ROTATED}
     if choice.get("ensemble") == "bagging" and choice.get("protocol") != "early_stopping":
         choice["ensemble"] = "none"  # bagging runs under Algorithm 7.1 only (a config error)
+    if choice.get("ensemble") == "bagging":
+        choice["constraint"] = "none"  # a constraint projects one network (a config error)
     if choice.get("augmentation") in IMAGE_AUGMENTATIONS and choice.get("data") != "digits":
         choice["augmentation"] = "noise"  # image transforms need image data (a config error)
     # multi-task data and model go together; an autoencoder classifies (else config errors)

@@ -321,3 +321,42 @@ def test_weight_decay_with_adam_is_adamw(tmp_path):
         f"optimizer.weight_decay={STEP_ALPHA}",
     )
     torch.testing.assert_close(ours, adamw, rtol=1e-5, atol=1e-6)
+
+
+# -- proximal steps follow the optimizer's step at a fixed point (regularization/steps.py) ----
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.5),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+        lambda p: torch.optim.Adam(p, lr=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.0, amsgrad=True),
+    ],
+)
+def test_step_sizes_are_the_step_per_unit_gradient_at_a_fixed_point(optimizer):
+    """Under a constant gradient g the optimizer's step settles at −η·g: measured by running
+    torch's own update, it is what `step_sizes` predicts (and proximal L1 thresholds by α·η)."""
+    from reglab.regularization.steps import step_sizes
+
+    w = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([0.5, -2.0, 1e-3, 3.0, -0.1], dtype=torch.float64)
+    opt = optimizer([w])
+    for _ in range(3000):
+        before = w.detach().clone()
+        w.grad = g.clone()
+        opt.step()
+    eta = torch.as_tensor(step_sizes(opt, [w], 0.1)[0], dtype=torch.float64)
+    torch.testing.assert_close((before - w.detach()) / g, eta.expand(5), rtol=1e-6, atol=0)
+
+
+def test_proximal_l1_says_in_one_line_when_its_optimizer_has_no_exact_step(caplog):
+    weights = random_weights()
+    opt = torch.optim.RMSprop(weights, lr=0.1)
+    reg = L1(ALPHA, proximal=True)
+    with caplog.at_level("WARNING", logger="reglab"):
+        reg.after_step_(weights, 0.1, opt)
+        reg.after_step_(weights, 0.1, opt)
+    notices = [r.getMessage() for r in caplog.records]
+    assert len(notices) == 1 and "RMSprop" in notices[0] and "\n" not in notices[0]

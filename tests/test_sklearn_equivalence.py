@@ -35,10 +35,9 @@ FAST = (
     "data.test_fraction=0",
     "data.batch_size=100000",  # full batch: one epoch = one gradient step on J̃
     "model=linear",
-    "optimizer=sgd",
-    "optimizer.momentum=0",
     "threads=1",  # tiny matrices: extra threads only contend
 )
+SGD = ("optimizer=sgd", "optimizer.momentum=0")  # unless the overrides choose an optimizer
 # 1000 × 20 standardized Gaussian features, 3 of them informative: (2/n)XᵀX ≈ 2I, so plain
 # gradient descent with lr 0.3 contracts the error by ~0.5 per step
 SYNTHETIC = dict(n_samples=1000, n_features=20, n_informative=3, noise=10.0, random_state=0)
@@ -54,7 +53,10 @@ COEF_TOL = dict(rtol=1e-4, atol=1e-4)  # coefficients are O(100); float32 gives 
 
 def train_linear(output_dir, *overrides: str):
     """Train reglab's linear model; return (X, y, weight, bias) of its training split in float64."""
-    run = build(reglab.compose([*FAST, *overrides], output_dir=output_dir))
+    chosen = any(o.startswith("optimizer=") for o in overrides)
+    run = build(
+        reglab.compose([*FAST, *(() if chosen else SGD), *overrides], output_dir=output_dir)
+    )
     run.trainer.fit(run.module, datamodule=run.dm)
     x, y = (t.double().numpy() for t in run.dm.splits["train"])
     weight, bias = (
@@ -210,3 +212,64 @@ def test_ridge_experiment_reaches_sklearn_ridge_on_diabetes(tmp_path):
     expected = np.mean((ridge.predict(xt) - yt.ravel()) ** 2)
     assert metrics["test/mse"] == pytest.approx(expected, rel=1e-4)
     assert expected < 0.5 * np.mean(yt**2)  # predicting 0 (no training) would be far off
+
+
+# -- proximal L1 under momentum and Adam: the threshold follows the optimizer's step -----------
+# diabetes (442 × 10, correlated features): the issue's recipe, with the optimizer as configured
+DIABETES = ("data=diabetes", "regularizer.proximal=true")
+OPTIMIZERS = {  # (overrides, epochs): each converges to float32 rounding within its budget
+    "sgd-momentum0": (("optimizer.lr=0.2",), 800),  # SGD's momentum 0 (`SGD`)
+    "sgd-momentum0.9": (("optimizer.lr=0.1", "optimizer.momentum=0.9"), 250),
+    "sgd-nesterov": (
+        ("optimizer.lr=0.1", "optimizer.momentum=0.9", "+optimizer.nesterov=true"),
+        250,
+    ),
+    "sgd-dampening": (
+        ("optimizer.lr=0.1", "optimizer.momentum=0.9", "+optimizer.dampening=0.5"),
+        300,
+    ),
+    "adam": (("optimizer=adam", "optimizer.lr=0.5"), 800),
+}
+LASSO_ALPHA = 4.0  # zeroes 3 of diabetes' 10 coefficients
+
+
+def relative_distance(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def diabetes_fit(fit, optimizer: str, *regularizer: str):
+    overrides, epochs = OPTIMIZERS[optimizer]
+    x, y, weight, _ = fit(*DIABETES, *regularizer, *overrides, f"trainer.max_epochs={epochs}")
+    return x, y, weight[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_proximal_l1_is_lasso_at_any_momentum_and_under_adam(fit, optimizer):
+    """The fixed point is Lasso(α/2) whatever the optimizer's momentum (the soft-threshold
+    scales with the heavy-ball step ε(1 − d)/(1 − μ), or Adam's per-coordinate step)."""
+    x, y, w = diabetes_fit(fit, optimizer, "regularizer=l1", f"regularizer.alpha={LASSO_ALPHA}")
+    lasso = Lasso(alpha=LASSO_ALPHA / 2, tol=1e-12, max_iter=100_000).fit(x, y).coef_
+    np.testing.assert_array_equal(w == 0, lasso == 0)
+    assert (lasso == 0).sum() >= 3
+    assert relative_distance(w, lasso) < 1e-4
+    # the old threshold ε·α under momentum 0.9 ended at the lasso of α(1 − μ): far from it
+    stale = Lasso(alpha=LASSO_ALPHA * 0.1 / 2, tol=1e-12, max_iter=100_000).fit(x, y).coef_
+    assert relative_distance(w, stale) > 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd-momentum0", "sgd-momentum0.9", "sgd-nesterov"])
+def test_proximal_elastic_net_is_elastic_net_at_any_momentum(fit, optimizer):
+    alpha, rho = 6.0, 0.7
+    x, y, w = diabetes_fit(
+        fit,
+        optimizer,
+        "regularizer=elastic_net",
+        f"regularizer.alpha={alpha}",
+        f"regularizer.l1_ratio={rho}",
+    )
+    net = ElasticNet(alpha=alpha / 2, l1_ratio=rho, tol=1e-12, max_iter=100_000).fit(x, y).coef_
+    np.testing.assert_array_equal(w == 0, net == 0)
+    assert (net == 0).sum() >= 1
+    assert relative_distance(w, net) < 1e-4

@@ -519,3 +519,77 @@ def check_bagging(
     if not all(torch.equal(t, targets[0]) for t in targets):
         raise RuntimeError("bagging members saw different test sets")
     return BaggingCheck(np.array(errors), list(member))
+
+
+# -- norm constraints: the constrained optimum is the penalized one (eq. 7.25–7.27) ---------
+
+MULTIPLIER_RTOL = 1e-3  # the recovered KKT multiplier vs the penalty's α
+
+
+@dataclass
+class ConstraintCheck:
+    """min J s.t. Ω(w) ≤ k, with k = Ω(w̃(α)) of the penalized optimum w̃(α)."""
+
+    kind: str  # l2_ball (against ridge, eq. 7.13) or l1_ball (against the lasso)
+    alpha: float
+    radius: float  # k
+    penalized: np.ndarray  # w̃(α)
+    measured: np.ndarray  # reglab's constrained weights
+    multiplier: float  # constraint/multiplier: λ recovered from the KKT condition
+    active_fraction: float
+    path: np.ndarray  # steps × d: w during training (WeightRecorder)
+
+    @property
+    def weight_error(self) -> float:
+        return float(
+            np.linalg.norm(self.measured - self.penalized) / np.linalg.norm(self.penalized)
+        )
+
+    @property
+    def multiplier_error(self) -> float:
+        return abs(self.multiplier - self.alpha) / self.alpha
+
+    @property
+    def same_zeros(self) -> bool:
+        return bool(np.array_equal(self.measured == 0, self.penalized == 0))
+
+
+def penalized_optimum(x: np.ndarray, y: np.ndarray, kind: str, alpha: float) -> np.ndarray:
+    """w̃(α): ridge's closed form (eq. 7.13) or scikit-learn's Lasso(α/2) (reglab's J is
+    the MSE, scikit-learn's lasso halves it)."""
+    if kind == "l2_ball":
+        return l2_solution(hessian(x), least_squares(x, y), alpha)
+    from sklearn.linear_model import Lasso  # only this check needs it
+
+    return Lasso(alpha=alpha / 2, tol=1e-12, max_iter=100_000).fit(x, y).coef_
+
+
+def check_constraint(
+    output_dir: str | Path,
+    kind: str,
+    alpha: float,
+    data: Sequence[str] = ("data=diabetes",),
+    lr: float = 0.1,
+    steps: int = 400,
+) -> ConstraintCheck:
+    """Train `constraint=<kind>` with k = Ω(w̃(α)) (SGD with momentum 0.9, no penalty);
+    compare w with w̃(α) and the recovered multiplier with α."""
+    probe = fit([*data, *gradient_descent(lr, 1)], f"{output_dir}/probe")  # the same split
+    x, y = training_data(probe)
+    w_tilde = penalized_optimum(x, y, kind, alpha)
+    radius = float(np.linalg.norm(w_tilde, 2 if kind == "l2_ball" else 1))
+    recorder = ["+callbacks.weight_recorder._target_=reglab.theory.WeightRecorder"]
+    overrides = [*data, *gradient_descent(lr, steps), "optimizer.momentum=0.9", *recorder]
+    run = fit([*overrides, f"constraint={kind}", f"constraint.radius={radius}"], output_dir)
+    stats = run.module.constraint_stats(*run.dm.splits["train"])
+    recorded = next(c for c in run.trainer.callbacks if isinstance(c, WeightRecorder)).weights
+    return ConstraintCheck(
+        kind,
+        alpha,
+        radius,
+        w_tilde,
+        linear_weights(run)[0],
+        stats["constraint/multiplier"],
+        stats["constraint/active_fraction"],
+        np.array([recorded[s] for s in sorted(recorded)]),
+    )

@@ -31,6 +31,9 @@ RULES: Sequence[Rule] = (
     ("regularizer.alpha", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
     ("regularizer.l1_ratio", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("constraint.radius", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("constraint.max_norm", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("constraint.per_layer", lambda v: isinstance(v, bool), "true or false"),
     (
         "data.task",
         lambda v: v in ("classification", "regression", "multitask"),
@@ -148,6 +151,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"ensemble=bagging runs with Algorithm 7.1 only, not {protocol.rsplit('.', 1)[-1]}"
             " (allowed: protocol=early_stopping)"
+        )
+    if OmegaConf.select(cfg, "constraint._target_") and OmegaConf.select(cfg, "ensemble.members"):
+        raise ConfigError(
+            "a norm constraint projects one network's weights, not ensemble=bagging's stacked"
+            " members (allowed: constraint=none with bagging, or ensemble=none)"
         )
     transforms = OmegaConf.select(cfg, "augmentation.transforms", default=None) or {}
     images = [n for n, t in transforms.items() if str(t.get("_target_", "")).startswith("kornia")]

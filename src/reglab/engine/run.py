@@ -187,6 +187,7 @@ def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
         "gradient_clip_algorithm": cfg.trainer.get("gradient_clip_algorithm") or "norm",
         "inference": instantiate(cfg.inference) if cfg.get("inference") else None,
         "augment": build_augmentation(cfg, dm),
+        "constraint": instantiate(cfg.constraint) if cfg.get("constraint") else None,
     }
 
 

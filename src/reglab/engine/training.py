@@ -81,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer = outcome.trainer
         fit_seconds = round(time.perf_counter() - start, 3)
         metrics = {**test(outcome, run), **outcome.metrics, **outcome.module.weight_stats()}
+        metrics |= outcome.module.constraint_stats(*run.dm.splits["train"])
     except NonFiniteLossError as err:
         record = {"status": "failed", "error": str(err)}
         stop(run, trainer, record, time.perf_counter() - start)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
 from reglab.records import log_images
+from reglab.regularization.constraints import Constraint, constraint_metrics
 from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
 from reglab.regularization.penalties import Regularizer, penalized_named_parameters
 
@@ -68,6 +69,7 @@ class RegLabModule(pl.LightningModule):
         gradient_clip_algorithm: str = "norm",
         inference: MonteCarlo | None = None,
         augment: Augmentation | None = None,
+        constraint: Constraint | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -82,6 +84,8 @@ class RegLabModule(pl.LightningModule):
         penalized = penalized_named_parameters(net, regularizer.include_bias)
         self.weights = [w for _, w in penalized]  # the w of Ω(w): conv and linear weights
         self.weight_names = [f"net.{name}" for name, _ in penalized]
+        # projected onto Ω(w) ≤ k after every step: the same w as the penalty's
+        self.constraint = constraint.bind(net, regularizer.include_bias) if constraint else None
         self.step_offset = 0  # steps of earlier protocol phases: one timeline across them
         self.carried_optimizer_state: dict | None = None  # from an earlier phase (7.3)
         self.history: list[tuple[int, str, float]] = []  # (step, tag, value): learning curves
@@ -173,7 +177,9 @@ class RegLabModule(pl.LightningModule):
             lr = opt.param_groups[0]["lr"]
             self.regularizer.before_step_(self.weights, lr)
             opt.step()
-            self.regularizer.after_step_(self.weights, lr)
+            self.regularizer.after_step_(self.weights, lr, opt.optimizer)
+            if self.constraint is not None:
+                self.constraint.project_(self.weights)
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.detach() / self.models)
@@ -345,4 +351,31 @@ class RegLabModule(pl.LightningModule):
         zeros = sum(w.numel() - torch.count_nonzero(w) for w in weights)
         total = sum(w.numel() for w in weights)
         l1, l2, zeros = torch.stack([l1, l2, torch.as_tensor(zeros, dtype=l1.dtype)]).tolist()
-        return {"weights/l1_norm": l1, "weights/l2_norm": l2, "weights/sparsity": zeros / total}
+        stats = {"weights/l1_norm": l1, "weights/l2_norm": l2, "weights/sparsity": zeros / total}
+        if self.constraint is not None:
+            stats["constraint/active_fraction"] = self.constraint.active(weights).mean().item()
+        return stats
+
+    def constraint_stats(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """The constraint's activity and KKT multiplier at the current weights, from the
+        full-batch gradient of the smooth objective on (x, y) (the training split): what
+        metrics.json reports, in the matching penalty's units (`constraints.py`)."""
+        if self.constraint is None:
+            return {}
+        self._full_gradient_(x, y)
+        stats = constraint_metrics(self.constraint, self.weights)
+        self.zero_grad(set_to_none=True)
+        return stats
+
+    def _full_gradient_(self, x: Tensor, y: Tensor) -> None:
+        """∇(J + smooth α·Ω) over all of (x, y), in eval mode (deterministic: no dropout
+        masks, BatchNorm's running statistics left as they are)."""
+        was_training = self.net.training
+        self.net.eval()
+        self.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
+                xb, yb = xb.to(self.device), yb.to(self.device)
+                (self.step_loss(self.train_output(xb), yb) * (len(xb) / len(x))).backward()
+        self.regularizer.add_grad_(self.weights)
+        self.net.train(was_training)

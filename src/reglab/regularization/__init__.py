@@ -1,6 +1,8 @@
 """Regularization that acts on any network: norm penalties (hooks around each optimizer
-step), dropout inference rules, and the early-stopping callback (Algorithm 7.1)."""
+step), norm constraints (projections after it), dropout inference rules, and the
+early-stopping callback (Algorithm 7.1)."""
 
+from reglab.regularization.constraints import Constraint, L1Ball, L2Ball, MaxNorm, NoConstraint
 from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
 from reglab.regularization.early_stopping import EarlyStopping
 from reglab.regularization.penalties import (
@@ -18,9 +20,14 @@ from reglab.regularization.penalties import (
 __all__ = [
     "L1",
     "L2",
+    "Constraint",
     "EarlyStopping",
     "ElasticNet",
+    "L1Ball",
+    "L2Ball",
+    "MaxNorm",
     "MonteCarlo",
+    "NoConstraint",
     "NoPenalty",
     "Regularizer",
     "WeightDecay",

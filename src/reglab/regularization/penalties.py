@@ -7,13 +7,21 @@ through three hooks that the training step calls around each optimizer step:
     add_grad_    ∇J ← ∇J + α∇Ω(w), after backward (the penalty's exact gradient, added in
                  place: cheaper than putting Ω in the autograd graph on every step)
     before_step_ w ← (1 − εα)w, for decoupled weight decay
-    after_step_  w ← prox(w), the soft-threshold of proximal L1
+    after_step_  w ← prox(w), the soft-threshold of proximal L1, scaled by the step the
+                 optimizer takes at a fixed point (`steps.step_sizes`)
 
 `penalty(w)` returns α·Ω(w) for logging and for J̃ itself.
 """
 
+import logging
+
 import torch
 from torch import Tensor, nn
+
+from reglab.regularization.steps import exact, step_sizes
+
+log = logging.getLogger("reglab")
+Optimizer = torch.optim.Optimizer | None  # the torch optimizer whose step a hook follows
 
 # the layers whose weight is "the affine transformation" of a layer: fully connected and
 # convolutional ones (any nn.Conv*d / ConvTranspose*d); a module class with `affine = True`
@@ -74,7 +82,7 @@ class Regularizer:
         pass
 
     @torch.no_grad()
-    def after_step_(self, weights: list[Tensor], lr: float) -> None:
+    def after_step_(self, weights: list[Tensor], lr: float, optimizer: Optimizer = None) -> None:
         pass
 
     def __repr__(self) -> str:
@@ -99,15 +107,40 @@ def _grads(weights: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
 
 
 @torch.no_grad()
-def soft_threshold_(weights: list[Tensor], threshold: float) -> None:
+def soft_threshold_(weights: list[Tensor], threshold: float | list[Tensor | float]) -> None:
     """w ← sign(w)·max(|w| − threshold, 0): the proximal operator of threshold·‖w‖₁.
 
     It is the slide's analytical L1 solution w_i = sign(w_i*)·max(|w_i*| − α/H_ii, 0),
-    applied after each gradient step with threshold ε·α; weights it sets to zero are
-    exactly zero, which a subgradient step (α·sign(w)) never achieves.
+    applied after each gradient step with threshold α·η (η: the optimizer's step, a number
+    or one per coordinate, one entry per weight); weights it sets to zero are exactly zero,
+    which a subgradient step (α·sign(w)) never achieves.
     """
-    for w in weights:
-        w.copy_(w.sign() * (w.abs() - threshold).clamp_(min=0))
+    thresholds = threshold if isinstance(threshold, list) else [threshold] * len(weights)
+    for w, t in zip(weights, thresholds, strict=True):
+        w.copy_(w.sign() * (w.abs() - t).clamp_(min=0))
+
+
+class Proximal:
+    """The soft-threshold step of proximal L1, α_L1·η after each optimizer step.
+
+    η is the step the optimizer takes at a fixed point (`steps.step_sizes`: ε(1 − d)/(1 − μ)
+    for SGD with momentum, Adam's ε/(√v̂ + δ) per coordinate), so the fixed point is the
+    configured penalty's optimum (eq. 7.19) whatever the momentum. Other optimizers get
+    η = ε and a one-line notice at the first step.
+    """
+
+    warned = False
+
+    def threshold_(self, weights: list[Tensor], l1: float, lr: float, optimizer: Optimizer) -> None:
+        if not exact(optimizer) and not self.warned:
+            self.warned = True
+            log.warning(
+                "proximal L1 with %s: the soft-threshold uses lr·α, so training does not"
+                " end at the lasso's optimum (exact for SGD, Adam, AdamW)",
+                type(optimizer).__name__,
+            )
+        etas = step_sizes(optimizer, weights, lr)
+        soft_threshold_(weights, [l1 * eta for eta in etas])
 
 
 class L2(Regularizer):
@@ -127,15 +160,16 @@ class L2(Regularizer):
             torch._foreach_add_(gs, ws, alpha=self.alpha)
 
 
-class L1(Regularizer):
+class L1(Proximal, Regularizer):
     """Ω(w) = ‖w‖₁ = Σ|w_i|: J̃ = α‖w‖₁ + J, ∇J̃ = α·sign(w) + ∇J (eq. 7.18–7.20).
 
     With `proximal`, the penalty is not differentiated; instead each step is followed by
-    the soft-threshold w ← sign(w)·max(|w| − εα, 0) (eq. 7.23 with H_ii = 1/ε), i.e.
+    the soft-threshold w ← sign(w)·max(|w| − ηα, 0) (eq. 7.23 with H_ii = 1/η), i.e.
     proximal gradient descent (ISTA), which gives exact zeros: the sparsity of eq. 7.23.
-    ISTA's fixed point is the L1 optimum for plain SGD; with momentum μ the effective step
-    is ε/(1 − μ) while the threshold stays εα, so the penalty acts as α(1 − μ), and with
-    Adam the fixed point is no longer a lasso (still sparse, but not the eq. 7.19 optimum).
+    η is the optimizer's step at a fixed point (ε for plain SGD, ε(1 − d)/(1 − μ) with
+    momentum μ and dampening d, Adam's ε/(√v̂ + δ) per coordinate: `steps.py` derives
+    them), so the fixed point is the lasso of the configured α for all of them; a
+    threshold of εα under momentum would end at the lasso of α(1 − μ).
     """
 
     def __init__(self, alpha: float = 0.0, proximal: bool = False, include_bias: bool = False):
@@ -152,16 +186,17 @@ class L1(Regularizer):
             torch._foreach_add_(gs, torch._foreach_sign(ws), alpha=self.alpha)
 
     @torch.no_grad()
-    def after_step_(self, weights: list[Tensor], lr: float) -> None:
+    def after_step_(self, weights: list[Tensor], lr: float, optimizer: Optimizer = None) -> None:
         if self.proximal and self.alpha:
-            soft_threshold_(weights, lr * self.alpha)
+            self.threshold_(weights, self.alpha, lr, optimizer)
 
 
-class ElasticNet(Regularizer):
+class ElasticNet(Proximal, Regularizer):
     """Ω(w) = ρ‖w‖₁ + (1 − ρ)/2·‖w‖²: L1 (eq. 7.18) and L2 (eq. 7.2) mixed by ρ = l1_ratio.
 
     Same parametrization as scikit-learn's ElasticNet. With `proximal`, the L1 part is
-    applied as the soft-threshold w ← sign(w)·max(|w| − ερα, 0), as in `L1`.
+    applied as the soft-threshold w ← sign(w)·max(|w| − ηρα, 0), η as in `L1`; the L2
+    part's gradient goes into the optimizer's step, so the fixed point is the elastic net's.
     """
 
     def __init__(
@@ -189,9 +224,9 @@ class ElasticNet(Regularizer):
             torch._foreach_add_(gs, torch._foreach_sign(ws), alpha=self.alpha * self.l1_ratio)
 
     @torch.no_grad()
-    def after_step_(self, weights: list[Tensor], lr: float) -> None:
+    def after_step_(self, weights: list[Tensor], lr: float, optimizer: Optimizer = None) -> None:
         if self.proximal and self.alpha:
-            soft_threshold_(weights, lr * self.alpha * self.l1_ratio)
+            self.threshold_(weights, self.alpha * self.l1_ratio, lr, optimizer)
 
 
 class WeightDecay(Regularizer):
