@@ -187,6 +187,11 @@ def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
         "gradient_clip_algorithm": cfg.trainer.get("gradient_clip_algorithm") or "norm",
         "inference": instantiate(cfg.inference) if cfg.get("inference") else None,
         "augment": build_augmentation(cfg, dm),
+        # strategies of the training step, each from its own group's _target_
+        **{
+            group: instantiate(cfg[group]) if cfg.get(group) else None
+            for group in ("noise", "representation", "adversarial")
+        },
     }
 
 
