@@ -219,7 +219,9 @@ class RegLabModule(pl.LightningModule):
         adversarial = self.adversarial is not None and self.adversarial.trains
         if adversarial:
             attack = self._bound_adversarial()
-            x_adv = attack.perturb(self.net, lambda v: self.step_loss(self.train_output(v), y), x, attack.method)
+            x_adv = attack.perturb(
+                self.net, lambda v: self.step_loss(self.train_output(v), y), x, attack.method
+            )
         if self.representation.active:
             self.representation.record()
         output = self.train_output(x)
@@ -228,6 +230,14 @@ class RegLabModule(pl.LightningModule):
         if adversarial:
             loss = attack.mix(loss, self.step_loss(self.train_output(x_adv), y))
         return output, loss + penalty
+
+    def _loss_of(self, y: Tensor) -> Callable[[Tensor], Tensor]:
+        """x ↦ the step's J at inputs x: what an attack increases."""
+
+        def loss(x: Tensor) -> Tensor:
+            return self.step_loss(self.train_output(x), y)
+
+        return loss
 
     def _bound_adversarial(self) -> Adversarial:
         """The attack, with ε converted to the standardized units of the data it trains on."""
@@ -388,10 +398,11 @@ class RegLabModule(pl.LightningModule):
     def _attacked_metric(self, x: Tensor, y: Tensor) -> None:
         """Sums for the test metric on attacked test inputs (`test/acc_fgsm`, …)."""
         attack = self._bound_adversarial()
-        x_adv = attack.perturb(self.net, lambda v: self.loss_fn(self.net(v), y), x, attack.evaluate)
-        value = self._batch_metric(self.predict(x_adv, "test"), y) * len(y)
-        key = f"test/{self.metric_name}_{attack.evaluate}"
-        self._attack_sums[key] = self._attack_sums.get(key, 0) + value
+        for name in attack.evaluate:
+            x_adv = attack.perturb(self.net, self._loss_of(y), x, name)
+            value = self._batch_metric(self.predict(x_adv, "test"), y) * len(y)
+            key = f"test/{self.metric_name}_{name}"
+            self._attack_sums[key] = self._attack_sums.get(key, 0) + value
         self._attack_sums["_count"] = self._attack_sums.get("_count", 0) + len(y)
 
     def on_test_epoch_end(self) -> None:

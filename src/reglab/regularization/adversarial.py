@@ -9,8 +9,8 @@ back onto the ball (and the valid range) after each. Training minimizes
     (1 − w)·J(θ; x, y) + w·J(θ; x', y),  w = `weight`                 (Goodfellow 2015: w = ½)
 
 which "encourages the network to be locally constant in the neighborhood of the training
-data". `evaluate` reports the test accuracy (or MSE) under an attack, with or without
-adversarial training.
+data". `evaluate` (fgsm, pgd or both: [fgsm,pgd]) reports the test accuracy (or MSE)
+under that attack, with or without adversarial training.
 
 Units: reglab standardizes inputs per feature, and attacks act on the standardized inputs;
 ε is converted so that it means, for image data, pixels in the data's own units (digits:
@@ -20,9 +20,9 @@ The network is in eval mode while an attack searches (no dropout, BatchNorm stat
 untouched).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -59,11 +59,13 @@ class Adversarial:
         steps: int = 1,
         step_size: float | None = None,
         weight: float = 0.5,
-        evaluate: Attack | None = None,
+        evaluate: Attack | Sequence[Attack] | None = None,
     ) -> None:
         self.method, self.epsilon, self.steps = method, float(epsilon), int(steps)
         self.step_size = 2.5 * self.epsilon / self.steps if step_size is None else float(step_size)
-        self.weight, self.evaluate = float(weight), evaluate
+        self.weight = float(weight)
+        # the attacks the test reports (`test/acc_<attack>`): none, one, or a list
+        self.evaluate = [evaluate] if isinstance(evaluate, str) else list(evaluate or [])
         self.scale = self.low = self.high = torch.zeros(())  # set by `bind`
 
     @property
