@@ -485,6 +485,26 @@ def plot_constraints(tmp: str, out: Path) -> None:
     save(fig, "norm_constraints.png", out)
 
 
+# -- 7. input noise ------------------------------------------------------------------------
+
+
+def report_input_noise(check: theory.InputNoiseCheck) -> bool:
+    columns = (check.w_star, check.closed_form, check.wrong, check.noisy, check.penalized)
+    rows = [[i, *values] for i, values in enumerate(zip(*columns, strict=True))]
+    sigma = check.sigma
+    table(
+        f"7. Input noise σ = {sigma:g} ≡ L2 with α = 2σ² = {2 * sigma**2:g} (Bishop 1995)",
+        ["i", "w*", "w̃(2σ²)", "w̃(σ²)", "input noise", "l2 α=2σ²"],
+        rows,
+    )
+    ok = verdict("max |w(noise) − w̃(2σ²)| / max |w̃|", check.error(check.noisy), theory.NOISE_RTOL)
+    ok &= verdict(
+        "max |w(l2) − w̃(2σ²)| / max |w̃|", check.error(check.penalized), theory.WEIGHT_RTOL
+    )
+    print(f"  (against α = σ², the factor 2 forgotten: {check.error(check.wrong):.2e} apart)")
+    return ok
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -501,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok &= report_ensemble(theory.check_ensemble(), args.figures)
         ok &= report_bagging(theory.check_bagging(f"{tmp}/bagging"), args.figures)
         ok &= report_constraints(f"{tmp}/constraints", args.figures)
+        ok &= report_input_noise(theory.check_input_noise(f"{tmp}/input_noise"))
     seconds = time.perf_counter() - start
     print(f"\n{'all checks passed' if ok else 'SOME CHECKS FAILED'} in {seconds:.1f} s")
     return 0 if ok else 1

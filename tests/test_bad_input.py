@@ -234,6 +234,25 @@ REJECTED = [
     ["model=mlp", "data=digits_multitask"],
     ["model=multitask", "data=digits_multitask", "ensemble=bagging"],
     ["model=multitask", "data=digits_multitask", "inference=mc"],
+    # noise, sparse representations, adversarial training, label mixing
+    ["noise=weights", "noise.std=-0.1"],
+    ["noise=labels", "noise.smoothing=1"],
+    ["noise=labels", "noise.smoothing=-0.1"],
+    ["noise=labels", "data=diabetes"],
+    ["noise=labels", "model=autoencoder"],
+    ["representation=l1", "representation.alpha=-1"],
+    ["representation=l1", "representation.layers=ReLU"],
+    ["adversarial=fgsm", "adversarial.epsilon=-1"],
+    ["adversarial=pgd", "adversarial.steps=0"],
+    ["adversarial=pgd", "adversarial.steps=2.5"],
+    ["adversarial=pgd", "adversarial.step_size=0"],
+    ["adversarial=fgsm", "adversarial.weight=1.5"],
+    ["adversarial.evaluate=cw"],
+    ["adversarial=fgsm", "model=multitask", "data=digits_multitask"],
+    ["augmentation=cutmix", "data=diabetes"],
+    ["augmentation=mixup", "augmentation.transforms.mixup.alpha=0"],
+    ["augmentation=mixup", "ensemble=bagging"],
+    ["representation=l1", "ensemble=bagging"],
 ]
 
 ACCEPTED = [
@@ -274,6 +293,16 @@ ACCEPTED = [
     ["model=multitask", "data=digits_multitask", "model/trunk=cnn"],
     ["model=conv_autoencoder", "model.activation=tanh"],
     *[[f"experiment={p.stem}"] for p in sorted(reglab.config.CONFIG_DIR.glob("experiment/*.yaml"))],
+    ["noise=weights", "noise.std=0"],
+    ["noise=labels", "noise.smoothing=0"],
+    ["noise=labels", "ensemble=bagging"],
+    ["representation=l1", "representation.layers=[features.*,ReLU]"],
+    ["representation=l1", "model=autoencoder"],
+    ["adversarial=fgsm", "adversarial.epsilon=0"],
+    ["adversarial=pgd", "adversarial.steps=1"],
+    ["adversarial.evaluate=[fgsm,pgd]"],
+    ["augmentation=mixup", "data=diabetes"],
+    ["augmentation=[affine,cutmix]"],
 ]
 
 

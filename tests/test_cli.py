@@ -68,7 +68,8 @@ ROTATED = [g for g in GROUPS if g not in ("experiment", "hparams_search", "train
 N_ROTATIONS = max(len(options(g)) for g in ROTATED)
 
 
-IMAGE_AUGMENTATIONS = ("affine", "erasing")
+IMAGE_AUGMENTATIONS = ("affine", "cutmix", "erasing")
+LABEL_MIXING = ("cutmix", "mixup")
 IMAGE_MODELS = ("cnn", "resnet", "conv_autoencoder")
 MULTITASK_DATA = ("digits_multitask", "synthetic_multitask")
 
@@ -92,6 +93,22 @@ def rotation(i: int) -> list[str]:
         choice["model"] = "mlp"  # convolutional networks take images (else a config error)
     if choice.get("model") in ("multitask", "autoencoder"):
         choice["ensemble"] = "none"  # bagging votes over networks of one output
+    if choice.get("model") in ("multitask", "autoencoder", "conv_autoencoder"):
+        # smoothing, mixing and attacks act on one network's labels and loss
+        if choice.get("augmentation") in LABEL_MIXING:
+            choice["augmentation"] = "noise"
+        choice["adversarial"] = "none"
+    if choice.get("noise") == "labels" and (
+        choice.get("data") not in ("digits", "breast_cancer")
+        or choice.get("model") in ("multitask", "autoencoder", "conv_autoencoder")
+    ):
+        choice["noise"] = "weights"  # label smoothing needs one network's class labels
+    if choice.get("ensemble") == "bagging" and (
+        choice.get("augmentation") in LABEL_MIXING
+        or choice.get("adversarial") != "none"
+        or choice.get("representation") != "none"
+    ):
+        choice["ensemble"] = "none"  # bagging's vmapped members take only noise
     if choice.get("model") == "resnet":
         choice["inference"] = "weight_scaling"  # it has no dropout to sample
     if choice.get("model") == "multitask":

@@ -169,3 +169,14 @@ def test_bagged_reglab_members_obey_eq_7_50_on_test_errors(tmp_path):
     assert 0 < c < v  # bootstrap members make correlated, not identical, errors
     assert check.ensemble_mse() < check.member_mse.mean()  # averaging helps …
     assert check.ensemble_mse() > c  # … but never below the shared part c
+
+
+@pytest.mark.slow
+def test_gaussian_input_noise_is_l2_with_alpha_two_sigma_squared(tmp_path):
+    """Bishop 1995: E[J(X + ε)] = J + σ²‖w‖², i.e. reglab's α/2·‖w‖² with α = 2σ²."""
+    check = theory.check_input_noise(tmp_path)
+    assert check.error(check.penalized) < theory.WEIGHT_RTOL
+    assert check.error(check.noisy) < theory.NOISE_RTOL
+    assert check.error(check.wrong) > 5 * theory.NOISE_RTOL  # α = σ² would have been caught
+    shrink = np.abs(check.closed_form).max() / np.abs(check.w_star).max()
+    assert shrink < 0.99  # the noise regularizes visibly

@@ -11,6 +11,8 @@ chapter's quadratic analysis is exact (Goodfellow et al., Deep Learning, ch. 7):
     early stopping   Qᵀw⁽τ⁾ = [I − (I − εΛ)^τ]Qᵀw*  (τ steps of size ε from 0)   eq. 7.40
                      ≈ the L2 solution with α = 1/(τε)                          eq. 7.45
     ensembles        E[(1/k Σᵢ εᵢ)²] = v/k + (k − 1)c/k                         eq. 7.50
+    input noise      E_ε[J(w; X + ε)] = J(w; X) + σ²‖w‖², ε ~ N(0, σ²I): L2 with
+                     α = 2σ² in reglab's α/2·‖w‖² (§7.5, Bishop 1995)
 
 `correlated_design` and `whitened_design` are data sources for reglab
 (`data.source._target_=reglab.theory.correlated_design`) whose designs reglab's
@@ -40,6 +42,7 @@ FACTOR_ATOL = 1e-4  # measured shrink factors vs closed form (the factors lie in
 GRADIENT_ATOL = 1e-4  # |∂J̃| at the trained weights: converged, not merely close
 ENSEMBLE_RTOL = 0.02  # simulated E[ε̄²] vs eq. 7.50: ≥ 6 standard errors at 200,000 draws
 IDENTITY_RTOL = 1e-10  # eq. 7.50 on the empirical moments: an identity, float64 rounding
+NOISE_RTOL = 0.02  # input-noise weights vs w̃(2σ²): sampled noise, annealed (measured ~1e-3)
 
 # -- data: designs that survive standardization --------------------------------------------
 
@@ -592,4 +595,49 @@ def check_constraint(
         stats["constraint/multiplier"],
         stats["constraint/active_fraction"],
         np.array([recorded[s] for s in sorted(recorded)]),
+    )
+
+
+@dataclass
+class InputNoiseCheck:
+    """Gaussian input noise of std σ (`augmentation=noise`) against `regularizer=l2` α = 2σ².
+
+    E_ε[(1/n)‖(X + ε)w + b − y‖²] = (1/n)‖Xw + b − y‖² + σ²‖w‖², and reglab's L2 is
+    α/2·‖w‖² (regularization/penalties.py), so the two have the same minimizer w̃ of
+    eq. 7.13 with α = 2σ². The noisy run draws fresh noise every step and anneals ε to 0
+    (cosine), so it converges to the minimizer of the expected objective, up to sampling.
+    """
+
+    sigma: float
+    closed_form: np.ndarray  # w̃ of eq. 7.13 with α = 2σ²
+    noisy: np.ndarray  # reglab's weights trained with input noise σ
+    penalized: np.ndarray  # reglab's weights trained with L2, α = 2σ²
+    w_star: np.ndarray
+    wrong: np.ndarray  # w̃ with α = σ²: the factor 2 of reglab's ½ forgotten
+
+    def error(self, w: np.ndarray) -> float:
+        return float(np.abs(w - self.closed_form).max() / np.abs(self.closed_form).max())
+
+
+def check_input_noise(
+    output_dir: str | Path, sigma: float = 0.5, n: int = 4000, lr: float = 0.1, steps: int = 1500
+) -> InputNoiseCheck:
+    """Train `augmentation=noise` and `regularizer=l2` (α = 2σ²) on `correlated_design`."""
+    data = [*source("correlated_design"), f"+data.source.n_samples={n}"]
+    noise = ["augmentation=noise", f"augmentation.transforms.noise.sigma={sigma}"]
+    noisy = fit(
+        [*data, *gradient_descent(lr, steps), *noise, "scheduler=cosine"], f"{output_dir}/noisy"
+    )
+    alpha = 2 * sigma**2
+    l2 = [*data, *gradient_descent(0.2, 1000), "regularizer=l2", f"regularizer.alpha={alpha}"]
+    penalized = fit(l2, f"{output_dir}/l2")
+    x, y = training_data(penalized)
+    h, w_star = hessian(x), least_squares(x, y)
+    return InputNoiseCheck(
+        sigma,
+        l2_solution(h, w_star, alpha),
+        linear_weights(noisy)[0],
+        linear_weights(penalized)[0],
+        w_star,
+        l2_solution(h, w_star, sigma**2),
     )

@@ -101,6 +101,34 @@ RULES: Sequence[Rule] = (
         lambda v: isinstance(v, Sequence) and all(_int(h) and h >= 1 for h in v),
         "a list of positive integers, e.g. [] or [64]",
     ),
+    # the strategies of a training step: noise, representation, adversarial, label mixing
+    ("noise.std", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
+    ("noise.smoothing", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("representation.alpha", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
+    (
+        "representation.layers",
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(p, str) for p in v)),
+        "null (every activation module) or a list of module-name or class patterns, e.g. [ReLU]",
+    ),
+    ("adversarial.method", lambda v: v in ("none", "fgsm", "pgd"), "none, fgsm or pgd"),
+    ("adversarial.epsilon", lambda v: _number(v) and v >= 0, "a number ≥ 0"),
+    ("adversarial.steps", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
+    (
+        "adversarial.step_size",
+        lambda v: v is None or (_number(v) and v > 0),
+        "null or a number > 0",
+    ),
+    ("adversarial.weight", lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    (
+        "adversarial.evaluate",
+        lambda v: (
+            v in (None, "fgsm", "pgd")
+            or (isinstance(v, list) and all(a in ("fgsm", "pgd") for a in v))
+        ),
+        "null, fgsm, pgd or a list of them, e.g. [fgsm,pgd]",
+    ),
+    ("augmentation.transforms.mixup.alpha", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("augmentation.transforms.cutmix.beta", lambda v: _number(v) and v > 0, "a number > 0"),
 )
 
 TASK_KINDS = ("classification", "regression")
@@ -162,8 +190,9 @@ def validate(cfg: DictConfig) -> None:
     if images and not OmegaConf.select(cfg, "data.image_shape", default=None):
         raise ConfigError(
             f"augmentation={'+'.join(images)} transforms images, but the data has no"
-            " data.image_shape (it is tabular) (allowed: augmentation=none or noise)"
+            " data.image_shape (it is tabular) (allowed: augmentation=none, noise or mixup)"
         )
+    _validate_step_strategies(cfg, [str(name) for name in transforms])
     size = OmegaConf.select(cfg, "data.train_size", default=None)
     if size is not None and not (_int(size) and size >= 1):
         raise ConfigError(f"data.train_size={size} is not allowed (allowed: an integer ≥ 1)")
@@ -220,6 +249,46 @@ def _validate_model_data(cfg: DictConfig) -> None:
         raise ConfigError(
             "inference=mc samples one output distribution, not model=multitask's several"
             " (allowed: inference=weight_scaling)"
+        )
+
+
+def _step_strategies(cfg: DictConfig, transforms: list[str]) -> dict[str, bool]:
+    """Which of a step's strategies act on the labels, the inputs or the hidden units."""
+
+    def select(key: str) -> Any:
+        return OmegaConf.select(cfg, key, default=None)
+
+    return {
+        "noise=labels": select("noise.smoothing") is not None,
+        **{f"augmentation={name}": True for name in transforms if name in ("mixup", "cutmix")},
+        "adversarial": select("adversarial.method") not in (None, "none"),
+        "adversarial.evaluate": bool(select("adversarial.evaluate")),
+        "representation=l1": (select("representation.alpha") or 0) > 0,
+    }
+
+
+def _validate_step_strategies(cfg: DictConfig, transforms: list[str]) -> None:
+    """Label smoothing and mixing need class labels or one regression target; attacks one
+    network's loss; bagging's vmapped members take only noise."""
+    used = [name for name, on in _step_strategies(cfg, transforms).items() if on]
+    if "noise=labels" in used and cfg.data.task != "classification":
+        raise ConfigError(
+            f"noise=labels smooths class labels, not data.task={cfg.data.task}"
+            " (allowed: noise=none or noise=weights; a classification data set)"
+        )
+    kind = _model_kind(cfg)
+    label_users = [n for n in used if n != "representation=l1"]
+    if kind != "single" and label_users:
+        raise ConfigError(
+            f"{label_users[0]} acts on one network's labels and loss, not model={kind}'s"
+            " (allowed: noise=none|weights, augmentation without mixup or cutmix,"
+            " adversarial=none with adversarial.evaluate=null)"
+        )
+    bagged = [n for n in used if n != "noise=labels"]
+    if OmegaConf.select(cfg, "ensemble.members") and bagged:
+        raise ConfigError(
+            f"ensemble=bagging trains with noise only, not {bagged[0]}"
+            " (allowed: noise=weights|labels; or ensemble=none)"
         )
 
 

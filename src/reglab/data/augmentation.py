@@ -9,13 +9,17 @@ after, so a rotation fills with the background, not with a pixel's mean. Gaussia
 noise works on any data, tabular too.
 
 A transform is any nn.Module of a batch, declared with `_target_` in conf/augmentation/,
-so a new one needs no code: `augmentation=[affine,noise]` composes them in order.
+so a new one needs no code: `augmentation=[affine,noise]` composes them in order. Label
+mixing (`mixup`, `cutmix`: data/mixing.py) blends examples and their labels; it runs after
+the other transforms, through `mix`, since it needs the labels too.
 """
 
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from reglab.data.mixing import MixUp, is_mixer, kornia_mix, mix_targets
 
 
 class GaussianNoise(nn.Module):
@@ -30,7 +34,7 @@ class GaussianNoise(nn.Module):
 
 
 def is_image_transform(transform: nn.Module) -> bool:
-    return type(transform).__module__.startswith("kornia")
+    return type(transform).__module__.startswith("kornia") and not is_mixer(transform)
 
 
 class Augmentation(nn.Module):
@@ -45,16 +49,32 @@ class Augmentation(nn.Module):
         std: Tensor | None = None,
     ) -> None:
         super().__init__()
-        items = transforms.values() if isinstance(transforms, Mapping) else transforms
-        self.transforms = nn.ModuleList(items)
+        items = list(transforms.values() if isinstance(transforms, Mapping) else transforms)
+        self.transforms = nn.ModuleList([t for t in items if not is_mixer(t)])
+        self.mixers = nn.ModuleList([t for t in items if is_mixer(t)])
         self.image_shape = tuple(image_shape) if image_shape else None
+        kornia_mixers = [t for t in self.mixers if type(t).__module__.startswith("kornia")]
         if self.image_shape is None and any(map(is_image_transform, self.transforms)):
             raise ValueError("image transforms need data.image_shape")
+        if self.image_shape is None and kornia_mixers:
+            raise ValueError("cutmix needs data.image_shape")
         self.register_buffer("mean", mean if mean is not None else torch.zeros(()), False)
         self.register_buffer("std", std if std is not None else torch.ones(()), False)
 
     def __len__(self) -> int:
-        return len(self.transforms)
+        return len(self.transforms) + len(self.mixers)
+
+    def mix(self, x: Tensor, y: Tensor, classes: int | None) -> tuple[Tensor, Tensor]:
+        """(x̃, q̃): each mixer in turn blends the batch and its targets (one-hot labels of
+        `classes` classes, or regression values); without mixers, (x, y) as they are."""
+        for mixer in self.mixers:
+            if isinstance(mixer, MixUp):
+                x, partner, lam = mixer(x)
+            else:  # kornia's, on (N, C, H, W)
+                images, partner, lam = kornia_mix(mixer, x.reshape(len(x), *self.image_shape))
+                x = images.reshape(x.shape)
+            y = mix_targets(y, partner, lam, classes)
+        return x, y
 
     def forward(self, x: Tensor) -> Tensor:
         """Transform a batch (any leading axes, then one example's shape; flat images,

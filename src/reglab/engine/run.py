@@ -188,6 +188,11 @@ def module_kwargs(cfg: DictConfig, dm: DataModule) -> dict[str, Any]:
         "inference": instantiate(cfg.inference) if cfg.get("inference") else None,
         "augment": build_augmentation(cfg, dm),
         "constraint": instantiate(cfg.constraint) if cfg.get("constraint") else None,
+        # strategies of the training step, each from its own group's _target_
+        **{
+            group: instantiate(cfg[group]) if cfg.get(group) else None
+            for group in ("noise", "representation", "adversarial")
+        },
     }
 
 

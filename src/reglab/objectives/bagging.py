@@ -54,6 +54,7 @@ class BaggingModule(RegLabModule):
     """
 
     batch_dim = 1
+    hooks_hidden_units = False  # the members run under vmap: hooks would see batched tensors
 
     def __init__(self, *args: Any, vote: str = "soft", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -3,7 +3,11 @@
 J is cross-entropy for classification and the mean squared error (mean over samples) for
 regression. The regularizer is applied by hooks around each optimizer step (see
 `regularization/penalties.py`), so one module serves L2, L1, proximal L1, elastic net and decoupled
-weight decay alike.
+weight decay alike. The other strategies of a step come from their own config groups:
+label mixing (`augmentation=mixup|cutmix`, data/mixing.py) and label smoothing
+(`noise=labels`) change the targets, `noise=weights` the weights the step's gradient is
+taken at, `adversarial` adds J at attacked inputs, `representation` α·Ω(h) of the hidden
+units (regularization/noise.py, adversarial.py, representation.py).
 
 Speed: Lightning's per-step machinery costs more than a small network's forward and
 backward pass, so the module uses manual optimization and runs a *chunk* of consecutive
@@ -26,9 +30,12 @@ from torch import Tensor, nn
 from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
 from reglab.records import log_images
+from reglab.regularization.adversarial import Adversarial
 from reglab.regularization.constraints import Constraint, constraint_metrics
 from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
+from reglab.regularization.noise import NoNoise
 from reglab.regularization.penalties import Regularizer, penalized_named_parameters
+from reglab.regularization.representation import Representation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,6 +77,9 @@ class RegLabModule(pl.LightningModule):
         inference: MonteCarlo | None = None,
         augment: Augmentation | None = None,
         constraint: Constraint | None = None,
+        noise: NoNoise | None = None,
+        representation: Representation | None = None,
+        adversarial: Adversarial | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -80,6 +90,15 @@ class RegLabModule(pl.LightningModule):
         self.clip_val, self.clip_algorithm = gradient_clip_val, gradient_clip_algorithm
         self.inference = inference  # test-time rule: None = weight scaling, or Monte Carlo
         self.augment = augment if augment is not None and len(augment) else None  # training only
+        self.n_outputs = n_outputs
+        self.noise = noise if noise is not None else NoNoise()
+        self.adversarial = adversarial  # training on attacked inputs, and/or attacks at test
+        self._adversarial_bound = False
+        self._attack_sums: dict[str, Tensor] = {}
+        # α·Ω(h) in training; every run measures the hidden units' sparsity at test time
+        self.representation = representation if representation is not None else Representation()
+        if self.hooks_hidden_units:
+            self.representation.attach(net)
         self._mc_sums: dict[str, Tensor] = {}  # test metric as a function of T (Monte Carlo)
         penalized = penalized_named_parameters(net, regularizer.include_bias)
         self.weights = [w for _, w in penalized]  # the w of Ω(w): conv and linear weights
@@ -122,6 +141,7 @@ class RegLabModule(pl.LightningModule):
     # the batch axis of training blocks and the number of models summed in the loss
     # (an ensemble trains k models on (k, batch, …) blocks: see objectives/bagging.py)
     batch_dim, models = 0, 1
+    hooks_hidden_units = True  # forward hooks read the hidden units (not inside vmap)
 
     def train_output(self, x: Tensor) -> Tensor:
         """What a training step computes from a minibatch (the network's output; a model
@@ -157,9 +177,7 @@ class RegLabModule(pl.LightningModule):
         opt = self.optimizers()
         scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
         max_steps = self.trainer.max_steps
-        x, y = chunk
-        if self.augment is not None:  # the whole chunk at once: random parameters per sample
-            x = self.augment(x)
+        x, y = self.training_targets(*chunk)
         dim = self.batch_dim
         losses, preds = [], []
         for xb, yb in zip(
@@ -167,10 +185,10 @@ class RegLabModule(pl.LightningModule):
         ):
             if 0 <= max_steps <= self.trainer.global_step:
                 break
-            output = self.train_output(xb)
-            loss = self.step_loss(output, yb)
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            with self.noise.perturbed(self.weights):  # weight noise: gone before the update
+                output, loss = self.regularized_loss(xb, yb)
+                opt.zero_grad(set_to_none=True)
+                self.manual_backward(loss)
             self.regularizer.add_grad_(self.weights)
             if self.clip_val:
                 self.clip_(opt)
@@ -187,6 +205,54 @@ class RegLabModule(pl.LightningModule):
         if losses:
             output = torch.cat(preds, dim)
             self._log_chunk(torch.stack(losses), output, y.narrow(dim, 0, output.shape[dim]))
+
+    def training_targets(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """A chunk's inputs and targets after augmentation, label mixing and smoothing (the
+        whole chunk at once: random parameters per sample; soft targets (…, k) if mixed)."""
+        if self.augment is None:
+            return x, self.noise.targets(y, self.n_outputs) if self._classifies else y
+        classes = self.n_outputs if self._classifies else None
+        x, y = self.augment.mix(self.augment(x), y, classes)
+        return x, self.noise.targets(y, self.n_outputs) if self._classifies else y
+
+    @property
+    def _classifies(self) -> bool:
+        return self.task == "classification"
+
+    def regularized_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(output, loss) of one step: J, mixed with J at adversarial inputs (§7.13), plus
+        α·Ω(h) of the clean forward's hidden units (§7.10)."""
+        adversarial = self.adversarial is not None and self.adversarial.trains
+        if adversarial:
+            attack = self._bound_adversarial()
+            x_adv = attack.perturb(
+                self.net, lambda v: self.step_loss(self.train_output(v), y), x, attack.method
+            )
+        if self.representation.active:
+            self.representation.record()
+        output = self.train_output(x)
+        loss = self.step_loss(output, y)
+        penalty = self.representation.penalty() if self.representation.active else 0.0
+        if adversarial:
+            loss = attack.mix(loss, self.step_loss(self.train_output(x_adv), y))
+        return output, loss + penalty
+
+    def _loss_of(self, y: Tensor) -> Callable[[Tensor], Tensor]:
+        """x ↦ the step's J at inputs x: what an attack increases."""
+
+        def loss(x: Tensor) -> Tensor:
+            return self.step_loss(self.train_output(x), y)
+
+        return loss
+
+    def _bound_adversarial(self) -> Adversarial:
+        """The attack, with ε converted to the standardized units of the data it trains on."""
+        if not self._adversarial_bound:
+            dm = self.trainer.datamodule
+            images = dm.image_shape is not None
+            self.adversarial.bind(dm.feature_mean, dm.feature_std, dm.splits["train"][0], images)
+            self._adversarial_bound = True
+        return self.adversarial
 
     def _log_chunk(self, losses: Tensor, output: Tensor, y: Tensor) -> None:
         data_loss = losses.mean()
@@ -213,8 +279,10 @@ class RegLabModule(pl.LightningModule):
 
     @torch.no_grad()
     def _batch_metric(self, output: Tensor, y: Tensor) -> Tensor:
-        """Accuracy or MSE of the outputs the chunk's steps produced (no state to keep)."""
+        """Accuracy or MSE of the outputs the chunk's steps produced (no state to keep);
+        against soft targets (mixed, smoothed), accuracy counts their most likely class."""
         if self.task == "classification":
+            y = y.argmax(-1) if y.is_floating_point() else y
             return (output.argmax(-1) == y).float().mean()
         return F.mse_loss(output, y)
 
@@ -327,7 +395,21 @@ class RegLabModule(pl.LightningModule):
         self.publish({**values, **self.weight_stats()})
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.representation.record()  # the hidden units of the test forward: their zeros
         self._evaluate("test", batch)
+        self.representation.tally()
+        if self.adversarial is not None and self.adversarial.evaluate:
+            self._attacked_metric(*batch)
+
+    def _attacked_metric(self, x: Tensor, y: Tensor) -> None:
+        """Sums for the test metric on attacked test inputs (`test/acc_fgsm`, …)."""
+        attack = self._bound_adversarial()
+        for name in attack.evaluate:
+            x_adv = attack.perturb(self.net, self._loss_of(y), x, name)
+            value = self._batch_metric(self.predict(x_adv, "test"), y) * len(y)
+            key = f"test/{self.metric_name}_{name}"
+            self._attack_sums[key] = self._attack_sums.get(key, 0) + value
+        self._attack_sums["_count"] = self._attack_sums.get("_count", 0) + len(y)
 
     def on_test_epoch_end(self) -> None:
         # at the optimizer step the run ended on, like every other scalar (Lightning's own
@@ -335,7 +417,11 @@ class RegLabModule(pl.LightningModule):
         count = self._mc_sums.pop("_count", None)
         mc = {k: v / count for k, v in self._mc_sums.items()} if count else {}
         self._mc_sums = {}
-        self.publish_test({**self._compute("test"), **mc})
+        attacked, self._attack_sums = self._attack_sums, {}
+        count = attacked.pop("_count", None)
+        attacked = {k: v / count for k, v in attacked.items()} if count else {}
+        sparsity = self.representation.sparsity()
+        self.publish_test({**self._compute("test"), **mc, **attacked, **sparsity})
 
     def publish_test(self, values: dict[str, Tensor]) -> None:
         """Publish test-time results and keep them for the run's summary (metrics.json)."""
