@@ -245,7 +245,7 @@ class RegLabModule(pl.LightningModule):
         """J and the metric on (x, y) in one pass, in eval mode (for protocols, not logging)."""
         was_training = self.net.training
         self.net.eval()
-        prediction = self.predict(x)
+        prediction = self.predict(x[:])  # [:] reads a streamed split (data.in_memory=false)
         self.net.train(was_training)
         return {
             "loss": self.eval_loss(prediction, y).item(),
