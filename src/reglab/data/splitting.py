@@ -40,9 +40,15 @@ class Splitting:
             # fractions are of the whole set, not of what the previous split left
             size = round(fraction * len(x))
             stratify = rest[1] if self.task == "classification" else None
-            x_rest, x_part, y_rest, y_part = train_test_split(
-                *rest, test_size=size, random_state=self.seed, stratify=stratify
-            )
+            try:
+                x_rest, x_part, y_rest, y_part = train_test_split(
+                    *rest, test_size=size, random_state=self.seed, stratify=stratify
+                )
+            except ValueError as err:  # a stratified split smaller than the classes
+                raise ValueError(
+                    f"data.{name}_fraction={fraction} gives {size} of {len(rest[1])} examples:"
+                    f" {err} (allowed: a larger fraction)"
+                ) from err
             parts[name] = (x_part, y_part)
             rest = (x_rest, y_rest)
         parts["train"] = rest

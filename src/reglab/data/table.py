@@ -48,7 +48,7 @@ def _parquet(path: Path) -> Columns:
             " '.[tables]', or a CSV or NPZ file)"
         ) from None
     table = pq.read_table(path)
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.names}
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
 def numeric(values: np.ndarray) -> np.ndarray | None:
