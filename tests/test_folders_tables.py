@@ -136,7 +136,7 @@ def test_regression_npz_and_parquet_tables(tmp_path, table):
                 "data.max_categories=2",
             ],
             "column colour is not numeric and has 3 distinct",
-        ),  # fmt: skip
+        ),
         (["data.target=colour"], "column colour has 10 missing values"),
         (["data.target=diagnosis", "data.task=regression"], "column diagnosis is not numeric"),
     ],

@@ -60,15 +60,20 @@ class StreamLoader:
         return len(self.order)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        loader = DataLoader(
+        """A generator, so nothing is drawn until the first block is asked for: workers
+        prefetch from the order at once, and Lightning may create an iterator it never
+        reads (which would draw an extra epoch's permutation)."""
+        yield from DataLoader(
             self.reader,
             batch_size=None,  # a sample is already a whole block
             sampler=_Blocks(self.order),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             worker_init_fn=_one_thread,
+            # its own generator: the workers' base seed must not draw from torch's global
+            # one, which dropout and augmentation draw from (the in-memory run's sequence)
+            generator=torch.Generator().manual_seed(0),
         )
-        return iter(loader)
 
     # the inner loader keeps the order's state: generator, epoch start, blocks consumed
     @property
