@@ -48,6 +48,16 @@ def test_image_folder_reads_pixels_and_sorted_classes(photos):
             assert pixels[hwc] == dm.classes[label]
 
 
+def test_image_folder_trains_streamed_from_the_files(photos, train_api):
+    root, _ = photos
+    args = ["data=image_folder", f"data.root={root}", "data.val_fraction=0.25", "logger=none"]
+    quick = ["trainer.max_epochs=2", "model.hidden_sizes=[8]", "data.batch_size=4"]
+    memory, _ = train_api(*args, *quick)
+    streamed, run_dir = train_api(*args, *quick, "data.in_memory=false", "data.num_workers=1")
+    assert streamed == memory
+    assert json.loads((run_dir / "classes.json").read_text()) == {"0": "ant", "1": "zebra"}
+
+
 def test_image_folder_converts_and_resizes(photos):
     root, _ = photos
     dm = prepared("data=image_folder", f"data.root={root}", "data.channels=1", "data.image_size=4")

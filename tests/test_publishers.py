@@ -22,6 +22,7 @@ from reglab.data.idx import DataFileError, read_idx
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     written = {"mnist": write_mnist(root / "mnist"), "kmnist": write_mnist(root / "kmnist", seed=3)}
+    written["fashion_mnist"] = write_mnist(root / "fashion_mnist", seed=4)
     written["cifar10"] = write_cifar10(root / "cifar10")
     written["cifar100"] = write_cifar100(root / "cifar100")
     return root, written
@@ -160,3 +161,23 @@ def test_offline_the_error_names_files_folder_urls_and_what_to_do(tmp_path):
     assert "\n" not in message
     for part in (*MNIST_NAMES, str(folder), "http://127.0.0.1:9/", "copy them into"):
         assert part in message
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data=mnist", "model=cnn", "model.channels=[4]", "model.hidden_sizes=[8]"],
+        ["data=fashion_mnist", "regularizer=l2"],
+        ["data=kmnist", "model.dropout.hidden=0.5", "inference=mc", "inference.samples=4"],
+        ["data=cifar10", "augmentation=crop_flip", "model=cnn", "model.channels=[4]"],
+        ["data=cifar100", "ensemble=bagging", "ensemble.members=2"],
+    ],
+    ids=lambda o: o[0],
+)
+def test_each_data_set_trains_end_to_end(root, train_api, overrides):
+    root, _ = root
+    common = [f"data.root={root}", "data.download=false", "data.val_fraction=0.5"]
+    quick = ["trainer.max_epochs=1", "model.hidden_sizes=[8]", "logger=none"]
+    metrics, run_dir = train_api(*overrides, *common, *quick)
+    assert 0 <= metrics["test/acc"] <= 1 and metrics["stopped_step"] >= 1
+    assert (run_dir / "classes.json").exists()
