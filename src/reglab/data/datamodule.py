@@ -1,7 +1,7 @@
 """Data sets split by seed and standardized with the training split's statistics.
 
-A source returns (X, y) arrays (scikit-learn's sets: kept in memory, standardized per
-feature by scikit-learn's StandardScaler, as always) or a `rows.Loaded` (the publishers'
+A source returns (X, y) arrays (scikit-learn's sets: standardized per feature by
+scikit-learn's StandardScaler, as always, in memory or streamed) or a `rows.Loaded` (the publishers'
 files, image folders, tables: rows that may stay on disk, the official test split, class
 names). In memory (`data.in_memory=true`), batches are slices of tensors, never a
 DataLoader's per-sample collate (`loaders.py`); `false` streams them through DataLoader
@@ -19,7 +19,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from reglab.data.loaders import BootstrapLoader, ChunkLoader, bootstrap_index
-from reglab.data.rows import LazyRows, Loaded, Standardizer
+from reglab.data.placement import place_splits, to_device
+from reglab.data.rows import LazyRows, Loaded, ScalerStandardizer, Standardizer
 from reglab.data.splitting import Splitting
 from reglab.data.stream import StreamLoader
 
@@ -86,13 +87,14 @@ class DataModule(Splitting, pl.LightningDataModule):
         self.steps_per_chunk = 1
         self.splits: dict[str, Split] = {}
         self._train_loader: ChunkLoader | StreamLoader | None = None
+        self._streams: list[StreamLoader] = []  # evaluation loaders, whose workers `teardown` stops
 
     # -- data ------------------------------------------------------------------------------
     def prepare(self) -> "DataModule":
         """Load, split and standardize (idempotent; also called by `setup`)."""
         if self.splits:
             return self
-        loaded, legacy = self._load()
+        loaded, arrays = self._load()
         y = np.asarray(loaded.y)
         parts = self._split(np.arange(len(y)), y, official_test=loaded.test is not None)
         if loaded.test is not None:  # the publisher's test set, as it is
@@ -105,41 +107,32 @@ class DataModule(Splitting, pl.LightningDataModule):
             parts = {name: self._select_tasks(*part) for name, part in parts.items()}
         if self.labeled_fraction is not None and self.labeled_fraction < 1:
             parts["train"] = self._hide_labels(*parts["train"])
-        if legacy:
-            self._standardize_arrays(loaded.x, parts)
-        else:
-            self._standardize_rows(loaded, parts)
+        self._standardize(loaded, parts, arrays)
         if self.bootstrap is not None:
             self._resample()
         return self
 
     def _load(self) -> tuple[Loaded, bool]:
-        """The source's data, and whether it is plain in-memory (X, y) (today's path)."""
+        """The source's data, and whether it is plain (X, y) arrays (scikit-learn's sets)."""
         out = self.source()
         if isinstance(out, Loaded):
             self.classes = out.classes
             self.image_shape = self.image_shape or out.image_shape
             return out, False
         x, y = out
-        x = np.asarray(x, dtype=np.float32)
-        return Loaded(x, y), self.in_memory
+        return Loaded(np.asarray(x, dtype=np.float32), y), True
 
-    def _standardize_arrays(self, x: np.ndarray, parts: dict[str, tuple]) -> None:
-        """In-memory arrays: scikit-learn's StandardScaler, per feature (bit for bit as
-        before rows existed)."""
-        scaler = StandardScaler().fit(x[parts["train"][0]])
-        self.feature_mean = torch.tensor(scaler.mean_, dtype=torch.float32)
-        self.feature_std = torch.tensor(scaler.scale_, dtype=torch.float32)
-        shape = self._example_shape(x.shape[1])
-        for name, (rows, ys) in parts.items():
-            xs = scaler.transform(x[rows]).astype(np.float32).reshape(len(rows), *shape)
-            self.splits[name] = (torch.from_numpy(xs), self._targets(ys))
-
-    def _standardize_rows(self, loaded: Loaded, parts: dict[str, tuple]) -> None:
-        """Rows: `Standardizer` (per feature or per channel), read now or per minibatch."""
+    def _standardize(self, loaded: Loaded, parts: dict[str, tuple], arrays: bool) -> None:
+        """Each split's rows with the training split's statistics, read now (in memory) or
+        per minibatch: scikit-learn's StandardScaler for its own sets, per feature as it
+        always was; else `Standardizer` (per feature, or per channel)."""
         shape = self._example_shape(math.prod(loaded.x.shape[1:]))
         channels = shape[0] if self.normalize == "channel" and self.image_shape else None
-        scale = Standardizer.fit(loaded.x, parts["train"][0], channels)
+        train = parts["train"][0]
+        if arrays and channels is None:
+            scale = ScalerStandardizer(StandardScaler().fit(loaded.x[train]))
+        else:
+            scale = Standardizer.fit(loaded.x, train, channels)
         self.feature_mean = torch.tensor(scale.mean, dtype=torch.float32)
         self.feature_std = torch.tensor(scale.std, dtype=torch.float32)
         for name, (rows, ys) in parts.items():
@@ -224,6 +217,19 @@ class DataModule(Splitting, pl.LightningDataModule):
     # -- Lightning hooks -------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
+        if self.trainer is not None:  # in-memory splits on a CUDA device: moved once, here
+            device = self.trainer.strategy.root_device
+            self.splits = place_splits(self.splits, device)
+            if isinstance(self._train_loader, ChunkLoader):  # built before this fit
+                self._train_loader.x = to_device(self._train_loader.x, device)
+                self._train_loader.y = to_device(self._train_loader.y, device)
+
+    def teardown(self, stage: str | None = None) -> None:
+        # streamed loaders' worker processes end with the fit (a later fit starts new ones)
+        for loader in [*self._streams, self._train_loader]:
+            if isinstance(loader, StreamLoader):
+                loader.close()
+        self._streams.clear()
 
     def train_dataloader(self) -> ChunkLoader | StreamLoader:
         if self._train_loader is None:
@@ -261,7 +267,10 @@ class DataModule(Splitting, pl.LightningDataModule):
     def _eval_loader(self, split: str) -> ChunkLoader | StreamLoader | list:
         if split not in self.splits:
             return []
-        return self._loader(ChunkLoader, *self.splits[split], batch_size=self.eval_batch_size)
+        loader = self._loader(ChunkLoader, *self.splits[split], batch_size=self.eval_batch_size)
+        if isinstance(loader, StreamLoader):
+            self._streams.append(loader)
+        return loader
 
     def val_dataloader(self) -> ChunkLoader | StreamLoader | list:
         return self._eval_loader("val")

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from reglab.data.cifar import LAYOUT, read_cifar
+from reglab.data.cifar import LAYOUT, cached_cifar, read_cifar
 from reglab.data.download import data_folder, ensure_files
 from reglab.data.idx import DataFileError, map_idx, read_idx
 from reglab.data.rows import Loaded
@@ -64,12 +64,14 @@ def cifar(
     mirrors: Sequence[str],
     download: bool = True,
     labels: str = "fine",
+    in_memory: bool = True,
 ) -> Loaded:
     """CIFAR-10 or CIFAR-100 (`labels`: fine or coarse) from the archive or its folder:
     3×32×32 uint8 images. Its batches are pickles, read whole; `data.in_memory=false`
-    keeps them as uint8 (150 MB) and standardizes each minibatch when it is drawn."""
+    converts them once into .npy files beside them, memory-mapped and read per minibatch."""
     folder = data_folder(root, name)
     if not (folder / LAYOUT[name][1]).is_dir():  # the unpacked folder needs no archive
         ensure_files(name, folder, files, mirrors, download)
-    (x, y), test, classes = read_cifar(folder, name, labels)
+    read = read_cifar if in_memory else cached_cifar
+    (x, y), test, classes = read(folder, name, labels)
     return Loaded(x, y, test, classes, (3, 32, 32))

@@ -9,7 +9,8 @@ reads every row once; `false` keeps them where they are and reads each minibatch
 
 `Standardizer` computes its statistics in blocks of rows in float64 and transforms
 elementwise, so standardizing a whole split and standardizing it minibatch by minibatch
-give the same bits: what makes a streamed run equal an in-memory one.
+give the same bits: what makes a streamed run equal an in-memory one. scikit-learn's sets
+keep scikit-learn's StandardScaler (`ScalerStandardizer`), in memory and streamed alike.
 """
 
 import math
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 BLOCK = 4096  # rows read at a time when a whole split is scanned (statistics, reading)
@@ -65,6 +67,17 @@ class MappedArray:
         return {**self.__dict__, "_map": None}
 
 
+def map_npy(path: Path) -> MappedArray:
+    """The array of a .npy file (C order), memory-mapped after its header."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+        shape, fortran, dtype = read_header(f)
+        if fortran:
+            raise ValueError(f"{path} holds a Fortran-ordered array (allowed: C order)")
+        return MappedArray(path, shape, dtype.str, f.tell())
+
+
 def blocks(n: int, size: int = BLOCK) -> Iterator[slice]:
     return (slice(start, min(start + size, n)) for start in range(0, n, size))
 
@@ -107,6 +120,20 @@ class Standardizer:
         """Standardized float32 rows, flat or in their shape (elementwise, in float64)."""
         flat = x.reshape(len(x), -1).astype(np.float64)
         return ((flat - self.mean) / self.std).astype(np.float32).reshape(x.shape)
+
+
+class ScalerStandardizer(Standardizer):
+    """scikit-learn's StandardScaler fitted on the training split (scikit-learn's own sets):
+    its transform acts row by row, so a streamed run's minibatches get the bits the
+    in-memory split gets, and both equal what reglab computed before rows existed."""
+
+    def __init__(self, scaler: StandardScaler) -> None:
+        super().__init__(scaler.mean_, scaler.scale_)
+        self.scaler = scaler
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        flat = self.scaler.transform(x.reshape(len(x), -1))
+        return flat.astype(np.float32).reshape(x.shape)
 
 
 class LazyRows:

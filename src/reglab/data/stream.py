@@ -46,6 +46,7 @@ class StreamLoader:
     ) -> None:
         self.reader, self.order = BlockReader(split), order
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        self._loader: DataLoader | None = None  # made on the first epoch, kept (its workers)
 
     @classmethod
     def over(
@@ -63,7 +64,12 @@ class StreamLoader:
         """A generator, so nothing is drawn until the first block is asked for: workers
         prefetch from the order at once, and Lightning may create an iterator it never
         reads (which would draw an extra epoch's permutation)."""
-        yield from DataLoader(
+        if self._loader is None:
+            self._loader = self._dataloader()
+        yield from self._loader
+
+    def _dataloader(self) -> DataLoader:
+        return DataLoader(
             self.reader,
             batch_size=None,  # a sample is already a whole block
             sampler=_Blocks(self.order),
@@ -73,7 +79,14 @@ class StreamLoader:
             # its own generator: the workers' base seed must not draw from torch's global
             # one, which dropout and augmentation draw from (the in-memory run's sequence)
             generator=torch.Generator().manual_seed(0),
+            # workers live as long as the loader: starting num_workers processes for every
+            # epoch and every validation costs more than a small epoch itself
+            persistent_workers=self.num_workers > 0,
         )
+
+    def close(self) -> None:
+        """Stop the workers (`DataModule.teardown`); the next epoch starts new ones."""
+        self._loader = None
 
     # the inner loader keeps the order's state: generator, epoch start, blocks consumed
     @property
