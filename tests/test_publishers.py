@@ -178,6 +178,7 @@ def test_each_data_set_trains_end_to_end(root, train_api, overrides):
     root, _ = root
     common = [f"data.root={root}", "data.download=false", "data.val_fraction=0.5"]
     quick = ["trainer.max_epochs=1", "model.hidden_sizes=[8]", "logger=none"]
+    quick += ["callbacks.progress_bar=null", "callbacks.weight_histograms=null"]
     metrics, run_dir = train_api(*overrides, *common, *quick)
     assert 0 <= metrics["test/acc"] <= 1 and metrics["stopped_step"] >= 1
     assert (run_dir / "classes.json").exists()

@@ -9,6 +9,7 @@ workers in the same order (`stream.py`).
 """
 
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -248,7 +249,10 @@ class DataModule(Splitting, pl.LightningDataModule):
             args = (self.batch_size, self.steps_per_chunk)
             self._train_loader = self._loader(loader, x, y, *args, **kwargs)
             # blocks training has started this epoch: where a mid-epoch checkpoint resumes
-            self._train_loader.consumed = self._blocks_started
+            # (through a weak reference: a loader that pointed back at this module would make
+            # a cycle that only the garbage collector frees, and a streamed loader's workers
+            # freed by it wait out a 5 s timeout each before they stop)
+            self._train_loader.consumed = _weak(self._blocks_started)
         return self._train_loader
 
     def _loader(self, loader: type[ChunkLoader], x: Any, y: Tensor, *args: Any, **kwargs: Any):
@@ -285,3 +289,9 @@ class DataModule(Splitting, pl.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             self.train_dataloader().load_state_dict(state)
+
+
+def _weak(method: Callable[[], int]) -> Callable[[], int]:
+    """`method`, not keeping its object alive (0 once the object is gone)."""
+    ref = weakref.WeakMethod(method)
+    return lambda: (ref() or (lambda: 0))()
