@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 # .runtime: what `make train` needs (reglab and its dependencies); .installed: that and the
-# test, lint, launcher and Optuna extras, for `make test`
+# test, lint, launcher, Optuna and Parquet (tables) extras, for `make test`
 RUNTIME := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
@@ -27,7 +27,7 @@ $(RUNTIME): pyproject.toml constraints.txt
 	touch $(RUNTIME)
 
 $(STAMP): $(RUNTIME)
-	$(PIP) --no-compile -e '.[dev,launchers,optuna]'
+	$(PIP) --no-compile -e '.[dev,launchers,optuna,tables]'
 	touch $(STAMP)
 
 train: $(RUNTIME)

@@ -258,7 +258,7 @@ def fit(overrides: Sequence[str], output_dir: str | Path, from_zero: bool = Fals
 
 def training_data(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """The standardized training split reglab trained on, in float64 (y flattened)."""
-    x, y = run.dm.splits["train"]
+    x, y = (t.cpu() for t in run.dm.splits["train"])  # on a GPU the splits live there
     return x.double().numpy(), y.double().numpy().reshape(len(y))
 
 
@@ -513,12 +513,12 @@ def check_bagging(
     errors, targets = [], []
     for i in range(k):
         run = fit([*member, f"data.bootstrap={i}"], f"{output_dir}/{i}")
-        x, y = run.dm.splits["test"]
+        x, y = (t.to(run.module.device) for t in run.dm.splits["test"])
         run.module.eval()
         with torch.no_grad():
             prediction = run.module(x)
-        errors.append((prediction - y).double().numpy().reshape(len(y)))
-        targets.append(y)
+        errors.append((prediction - y).double().cpu().numpy().reshape(len(y)))
+        targets.append(y.cpu())
     if not all(torch.equal(t, targets[0]) for t in targets):
         raise RuntimeError("bagging members saw different test sets")
     return BaggingCheck(np.array(errors), list(member))

@@ -24,6 +24,10 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _pair(v: Any) -> bool:
+    return isinstance(v, Sequence) and len(v) == 2 and all(_int(h) and h >= 1 for h in v)
+
+
 Rule = tuple[str, Callable[[Any], bool], str]
 
 RULES: Sequence[Rule] = (
@@ -43,6 +47,16 @@ RULES: Sequence[Rule] = (
     ("data.eval_batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("data.test_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("data.in_memory", lambda v: isinstance(v, bool), "true or false"),
+    ("data.download", lambda v: isinstance(v, bool), "true or false"),
+    ("data.num_workers", lambda v: _int(v) and v >= 0, "an integer ≥ 0"),
+    ("data.normalize", lambda v: v in ("feature", "channel"), "feature or channel"),
+    ("data.channels", lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
+    (
+        "data.image_size",
+        lambda v: v is None or (_int(v) and v >= 1) or _pair(v),
+        "null, an integer ≥ 1 or [H, W]",
+    ),
     ("trainer.max_epochs", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     (
         "trainer.val_check_interval",

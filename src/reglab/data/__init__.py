@@ -2,9 +2,10 @@
 them, the loaders that slice minibatches, and training-batch augmentation."""
 
 from reglab.data.augmentation import Augmentation, GaussianNoise
-from reglab.data.datamodule import UNLABELED, DataModule
+from reglab.data.datamodule import DataModule
 from reglab.data.loaders import BootstrapLoader, ChunkLoader, bootstrap_index
 from reglab.data.sources import digit_tasks, make_multitask, make_synthetic
+from reglab.data.splitting import UNLABELED
 
 __all__ = [
     "UNLABELED",

@@ -1,35 +1,44 @@
-"""In-memory data sets, split by seed, standardized with the training split's statistics.
+"""Data sets split by seed and standardized with the training split's statistics.
 
-Every data set here fits in memory (scikit-learn ships or generates them), so batches are
-slices of tensors, never a DataLoader's per-sample collate (`loaders.py`).
+A source returns (X, y) arrays (scikit-learn's sets: standardized per feature by
+scikit-learn's StandardScaler, as always, in memory or streamed) or a `rows.Loaded` (the publishers'
+files, image folders, tables: rows that may stay on disk, the official test split, class
+names). In memory (`data.in_memory=true`), batches are slices of tensors, never a
+DataLoader's per-sample collate (`loaders.py`); `false` streams them through DataLoader
+workers in the same order (`stream.py`).
 """
 
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from reglab.data.loaders import BootstrapLoader, ChunkLoader, bootstrap_index
+from reglab.data.placement import place_splits, to_device
+from reglab.data.rows import LazyRows, Loaded, ScalerStandardizer, Standardizer
+from reglab.data.splitting import Splitting
+from reglab.data.stream import StreamLoader
 
 Task = Literal["classification", "regression", "multitask"]
-UNLABELED = -1  # the class of a training example whose label is hidden (semi-supervised)
+Split = tuple[Tensor | LazyRows, Tensor]
 
 
-class DataModule(pl.LightningDataModule):
+class DataModule(Splitting, pl.LightningDataModule):
     """A data set loaded by `source` (any callable returning X, y), split and standardized.
 
     Splits are fractions of the whole set, stratified for classification, drawn with
     `random_state=seed`. Features are standardized with the training split's mean and
     population standard deviation (scikit-learn's StandardScaler, per feature); regression
     targets are left as they are. Examples keep their natural shape: (N, C, H, W) for image
-    data (`image_shape`), (N, features) for tables; `feature_mean` and `feature_std` are
-    per feature, flat (C·H·W values for images).
+    data (`image_shape`; `auto`: the source's), (N, features) for tables; `feature_mean`
+    and `feature_std` are per feature, flat (C·H·W values for images), also under
+    `normalize=channel` (one mean and std per channel, over the training split's pixels).
     """
 
     def __init__(
@@ -40,7 +49,7 @@ class DataModule(pl.LightningDataModule):
         eval_batch_size: int = 4096,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
-        image_shape: tuple[int, ...] | None = None,
+        image_shape: tuple[int, ...] | str | None = None,
         train_size: int | None = None,
         bootstrap: int | None = None,
         labeled_fraction: float | None = None,
@@ -48,13 +57,19 @@ class DataModule(pl.LightningDataModule):
         tasks: Mapping[str, Mapping[str, Any]] | None = None,
         use_tasks: Sequence[str] | None = None,
         labels_per_example: int | None = None,
+        normalize: Literal["feature", "channel"] = "feature",
+        in_memory: bool = True,
+        num_workers: int = 0,
         seed: int = 0,
+        **source_keys: Any,  # keys of data.* that only the source reads (root, path, …)
     ) -> None:
         super().__init__()
         self.source, self.task = source, task
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.image_shape = tuple(image_shape) if image_shape else None
+        self.image_shape = tuple(image_shape) if image_shape and image_shape != "auto" else None
+        self.normalize, self.in_memory, self.num_workers = normalize, in_memory, num_workers
+        self.classes: list[str] | None = None  # class names of a real data set (classes.json)
         self.seed = seed
         self.bootstrap = bootstrap
         self.train_size = train_size  # keep only this many training examples (small data)
@@ -71,18 +86,20 @@ class DataModule(pl.LightningDataModule):
         self.train_on_val = False  # Algorithms 7.2/7.3, phase 2: train on train + val
         self.members: int | None = None  # vectorized bagging: one resample per member
         self.steps_per_chunk = 1
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self._train_loader: ChunkLoader | None = None
+        self.splits: dict[str, Split] = {}
+        self._train_loader: ChunkLoader | StreamLoader | None = None
+        self._streams: list[StreamLoader] = []  # evaluation loaders, whose workers `teardown` stops
 
     # -- data ------------------------------------------------------------------------------
     def prepare(self) -> "DataModule":
         """Load, split and standardize (idempotent; also called by `setup`)."""
         if self.splits:
             return self
-        x, y = self.source()
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y)
-        parts = self._split(x, y)
+        loaded, arrays = self._load()
+        y = np.asarray(loaded.y)
+        parts = self._split(np.arange(len(y)), y, official_test=loaded.test is not None)
+        if loaded.test is not None:  # the publisher's test set, as it is
+            parts["test"] = (np.arange(len(loaded.test[1])), np.asarray(loaded.test[1]))
         if self.train_size is not None:
             parts["train"] = self._subsample(*parts["train"])
         if self.labels_per_example is not None:
@@ -91,16 +108,38 @@ class DataModule(pl.LightningDataModule):
             parts = {name: self._select_tasks(*part) for name, part in parts.items()}
         if self.labeled_fraction is not None and self.labeled_fraction < 1:
             parts["train"] = self._hide_labels(*parts["train"])
-        scaler = StandardScaler().fit(parts["train"][0])
-        self.feature_mean = torch.tensor(scaler.mean_, dtype=torch.float32)
-        self.feature_std = torch.tensor(scaler.scale_, dtype=torch.float32)
-        shape = self._example_shape(x.shape[1])
-        for name, (xs, ys) in parts.items():
-            xs = scaler.transform(xs).astype(np.float32).reshape(len(xs), *shape)
-            self.splits[name] = (torch.from_numpy(xs), self._targets(ys))
+        self._standardize(loaded, parts, arrays)
         if self.bootstrap is not None:
             self._resample()
         return self
+
+    def _load(self) -> tuple[Loaded, bool]:
+        """The source's data, and whether it is plain (X, y) arrays (scikit-learn's sets)."""
+        out = self.source()
+        if isinstance(out, Loaded):
+            self.classes = out.classes
+            self.image_shape = self.image_shape or out.image_shape
+            return out, False
+        x, y = out
+        return Loaded(np.asarray(x, dtype=np.float32), y), True
+
+    def _standardize(self, loaded: Loaded, parts: dict[str, tuple], arrays: bool) -> None:
+        """Each split's rows with the training split's statistics, read now (in memory) or
+        per minibatch: scikit-learn's StandardScaler for its own sets, per feature as it
+        always was; else `Standardizer` (per feature, or per channel)."""
+        shape = self._example_shape(math.prod(loaded.x.shape[1:]))
+        channels = shape[0] if self.normalize == "channel" and self.image_shape else None
+        train = parts["train"][0]
+        if arrays and channels is None:
+            scale = ScalerStandardizer(StandardScaler().fit(loaded.x[train]))
+        else:
+            scale = Standardizer.fit(loaded.x, train, channels)
+        self.feature_mean = torch.tensor(scale.mean, dtype=torch.float32)
+        self.feature_std = torch.tensor(scale.std, dtype=torch.float32)
+        for name, (rows, ys) in parts.items():
+            source = loaded.test[0] if name == "test" and loaded.test else loaded.x
+            split = LazyRows(source, rows, scale, shape)
+            self.splits[name] = (split[:] if self.in_memory else split, self._targets(ys))
 
     def _example_shape(self, features: int) -> tuple[int, ...]:
         """One example's shape as models receive it: (C, H, W) for images, (features,) else."""
@@ -123,82 +162,8 @@ class DataModule(pl.LightningDataModule):
         drawn = torch.zeros(len(x), dtype=torch.bool)
         drawn[index] = True
         self.oob_index = torch.nonzero(~drawn).squeeze(1)
-        self.splits["train"] = (x[index], y[index])
-
-    def _split(self, x: np.ndarray, y: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        parts = {}
-        rest = (x, y)
-        for name, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
-            if fraction <= 0:
-                continue
-            # fractions are of the whole set, not of what the previous split left
-            size = round(fraction * len(x))
-            stratify = rest[1] if self.task == "classification" else None
-            x_rest, x_part, y_rest, y_part = train_test_split(
-                *rest, test_size=size, random_state=self.seed, stratify=stratify
-            )
-            parts[name] = (x_part, y_part)
-            rest = (x_rest, y_rest)
-        parts["train"] = rest
-        return parts
-
-    def _subsample(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`train_size` examples of the training split (stratified, a function of the seed)."""
-        if self.train_size > len(x):
-            raise ValueError(
-                f"data.train_size={self.train_size} is more than the {len(x)} training examples"
-                f" (allowed: 1 … {len(x)})"
-            )
-        if self.train_size == len(x):
-            return x, y
-        stratify = y if self.task == "classification" else None
-        x, _, y, _ = train_test_split(
-            x, y, train_size=self.train_size, random_state=self.seed, stratify=stratify
-        )
-        return x, y
-
-    def _spread_labels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Multi-task data where tasks are labelled on different examples: training example
-        i keeps the targets of `labels_per_example` tasks (in turn over a seeded shuffle, so
-        every task gets the same share), the others become NaN (missing)."""
-        tasks = y.shape[1]
-        order = np.random.default_rng([self.seed, tasks]).permutation(len(y))
-        spread = np.full(y.shape, np.nan)
-        for j in range(min(self.labels_per_example, tasks)):
-            column = (order + j) % tasks
-            spread[np.arange(len(y)), column] = y[np.arange(len(y)), column]
-        return x, spread
-
-    def _select_tasks(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The columns of `use_tasks`, and the examples with a target for one of them (all
-        tasks are split and spread first, so a single-task run sees exactly the examples
-        that task has in the multi-task run)."""
-        y = y[:, self.task_columns].astype(np.float64)
-        labeled = ~np.isnan(y).all(axis=1)
-        return x[labeled], y[labeled]
-
-    def _hide_labels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keep the labels of `labeled_fraction` of the training examples (stratified when
-        possible, a function of the seed); the others become UNLABELED, or are dropped."""
-        n = len(y)
-        count = max(1, round(self.labeled_fraction * n))
-        self.n_labeled = count
-        if count >= n:
-            return x, y
-        rows = np.arange(n)
-        try:
-            stratify = y if self.task == "classification" else None
-            labeled = train_test_split(
-                rows, train_size=count, random_state=self.seed, stratify=stratify
-            )[0]
-        except ValueError:  # fewer labelled examples than classes: a plain random draw
-            labeled = train_test_split(rows, train_size=count, random_state=self.seed)[0]
-        labeled = np.sort(labeled)
-        if not self.keep_unlabeled:
-            return x[labeled], y[labeled]
-        hidden = np.full_like(y, UNLABELED)
-        hidden[labeled] = y[labeled]
-        return x, hidden
+        rows = x.subset(index) if isinstance(x, LazyRows) else x[index]
+        self.splits["train"] = (rows, y[index])
 
     def _targets(self, y: np.ndarray) -> Tensor:
         if self.task == "classification":
@@ -235,12 +200,13 @@ class DataModule(pl.LightningDataModule):
     def has(self, split: str) -> bool:
         return split in self.prepare().splits
 
-    def training_tensors(self) -> tuple[Tensor, Tensor]:
+    def training_tensors(self) -> Split:
         """What the model trains on: the training split, plus validation when `train_on_val`."""
         x, y = self.prepare().splits["train"]
         if self.train_on_val:
             xv, yv = self.splits["val"]
-            x, y = torch.cat([x, xv]), torch.cat([y, yv])
+            x = x.cat(xv) if isinstance(x, LazyRows) else torch.cat([x, xv])
+            y = torch.cat([y, yv])
         return x, y
 
     def train_on_all(self) -> None:
@@ -252,39 +218,68 @@ class DataModule(pl.LightningDataModule):
     # -- Lightning hooks -------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
+        if self.trainer is not None:  # in-memory splits on a CUDA device: moved once, here
+            device = self.trainer.strategy.root_device
+            self.splits = place_splits(self.splits, device)
+            if isinstance(self._train_loader, ChunkLoader):  # built before this fit
+                self._train_loader.x = to_device(self._train_loader.x, device)
+                self._train_loader.y = to_device(self._train_loader.y, device)
 
-    def train_dataloader(self) -> ChunkLoader:
+    def teardown(self, stage: str | None = None) -> None:
+        # streamed loaders' worker processes end with the fit (a later fit starts new ones)
+        for loader in [*self._streams, self._train_loader]:
+            if isinstance(loader, StreamLoader):
+                loader.close()
+        self._streams.clear()
+
+    def train_dataloader(self) -> ChunkLoader | StreamLoader:
         if self._train_loader is None:
             x, y = self.training_tensors()
-            args = (x, y, self.batch_size, self.steps_per_chunk)
-            kwargs = {"shuffle": True, "seed": self.seed}
+            kwargs: dict[str, Any] = {"shuffle": True, "seed": self.seed}
             if self.trainer is not None:  # trainer=ddp: this process's part of each minibatch
                 kwargs.update(rank=self.trainer.global_rank, world_size=self.trainer.world_size)
-            if self.members:
-                index = torch.stack(
-                    [bootstrap_index(len(x), self.seed, i) for i in range(self.members)]
+            loader: type[ChunkLoader] = ChunkLoader
+            if self.members:  # vectorized bagging: one resample per member
+                loader, kwargs["index"] = (
+                    BootstrapLoader,
+                    torch.stack(
+                        [bootstrap_index(len(x), self.seed, i) for i in range(self.members)]
+                    ),
                 )
-                self._train_loader = BootstrapLoader(*args, **kwargs, index=index)
-            else:
-                self._train_loader = ChunkLoader(*args, **kwargs)
+            args = (self.batch_size, self.steps_per_chunk)
+            self._train_loader = self._loader(loader, x, y, *args, **kwargs)
             # blocks training has started this epoch: where a mid-epoch checkpoint resumes
-            self._train_loader.consumed = self._blocks_started
+            # (through a weak reference: a loader that pointed back at this module would make
+            # a cycle that only the garbage collector frees, and a streamed loader's workers
+            # freed by it wait out a 5 s timeout each before they stop)
+            self._train_loader.consumed = _weak(self._blocks_started)
         return self._train_loader
+
+    def _loader(self, loader: type[ChunkLoader], x: Any, y: Tensor, *args: Any, **kwargs: Any):
+        """`loader` over in-memory tensors, or the same order streamed from disk."""
+        if not isinstance(x, LazyRows):
+            return loader(x, y, *args, **kwargs)
+        cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        workers = {"num_workers": self.num_workers, "pin_memory": cuda}
+        return StreamLoader.over(x, y, loader, *args, **workers, **kwargs)
 
     def _blocks_started(self) -> int:
         if self.trainer is None:
             return 0
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
-    def _eval_loader(self, split: str) -> ChunkLoader | list:
+    def _eval_loader(self, split: str) -> ChunkLoader | StreamLoader | list:
         if split not in self.splits:
             return []
-        return ChunkLoader(*self.splits[split], batch_size=self.eval_batch_size)
+        loader = self._loader(ChunkLoader, *self.splits[split], batch_size=self.eval_batch_size)
+        if isinstance(loader, StreamLoader):
+            self._streams.append(loader)
+        return loader
 
-    def val_dataloader(self) -> ChunkLoader | list:
+    def val_dataloader(self) -> ChunkLoader | StreamLoader | list:
         return self._eval_loader("val")
 
-    def test_dataloader(self) -> ChunkLoader | list:
+    def test_dataloader(self) -> ChunkLoader | StreamLoader | list:
         return self._eval_loader("test")
 
     def state_dict(self) -> dict[str, Any]:
@@ -294,3 +289,9 @@ class DataModule(pl.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             self.train_dataloader().load_state_dict(state)
+
+
+def _weak(method: Callable[[], int]) -> Callable[[], int]:
+    """`method`, not keeping its object alive (0 once the object is gone)."""
+    ref = weakref.WeakMethod(method)
+    return lambda: (ref() or (lambda: 0))()

@@ -30,7 +30,7 @@ from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
 from reglab.models.sizes import accepted_sizes, probe
 from reglab.objectives.base import RegLabModule
-from reglab.records import CheckpointWriter, check_checkpoint_fits, previous
+from reglab.records import CheckpointWriter, check_checkpoint_fits, previous, write_json
 from reglab.regularization.dropout import has_dropout
 
 log = logging.getLogger("reglab")
@@ -336,6 +336,8 @@ def build(cfg: DictConfig) -> Run:
         dm: DataModule = instantiate(cfg.data, keep_unlabeled=keep_unlabeled).prepare()
     except ValueError as err:  # a value the data set cannot satisfy (e.g. data.train_size)
         raise ConfigError(str(err)) from err
+    if dm.classes and rank_zero_only.rank == 0:  # what class i is (strings, folder names)
+        write_json(run_dir / "classes.json", dict(enumerate(dm.classes)))
     ensemble = instantiate(cfg.ensemble) if cfg.get("ensemble") else SingleModel()
     module = ensemble.module(cfg, dm)
     ckpt = resume_checkpoint(run_dir / "checkpoints" / "last.ckpt") if cfg.get("resume") else None

@@ -319,6 +319,8 @@ class RegLabModule(pl.LightningModule):
         """J and the metric on (x, y) in one pass, in eval mode (for protocols, not logging)."""
         was_training = self.net.training
         self.net.eval()
+        # [:] reads a streamed split (data.in_memory=false), which stays in host memory
+        x, y = x[:].to(self.device), y.to(self.device)
         prediction = self.predict(x)
         self.net.train(was_training)
         return {

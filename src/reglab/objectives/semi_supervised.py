@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor
 
-from reglab.data.datamodule import UNLABELED
+from reglab.data.splitting import UNLABELED
 from reglab.objectives.base import RegLabModule, require
 from reglab.records import log_images
 
