@@ -11,6 +11,7 @@ Each `python train.py` costs seconds of imports, so the module starts every proc
 """
 
 import math
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -180,18 +181,71 @@ def _run_all(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedPr
         return {name: f.result() for name, f in futures.items()}
 
 
+def case_config(args: list[str]) -> dict:
+    """A case's overrides as a config of a `case` group: `# @package _global_`, its group
+    choices as `override /group: option` (as an experiment does), its keys as values. The
+    objective is left to the model's own config, which chooses it (`rotation` says which)."""
+    groups = {g: o for g, o in (a.split("=", 1) for a in args) if g in GROUPS}
+    groups.pop("objective", None)
+    keys = [a for a in args if a.split("=", 1)[0] not in GROUPS]
+    defaults = [{f"override /{g}": o} for g, o in groups.items()] + ["_self_"]
+    return {"defaults": defaults, **OmegaConf.to_container(OmegaConf.from_dotlist(keys))}
+
+
+def write_cases(conf_dir: Path) -> None:
+    (conf_dir / "case").mkdir(parents=True)
+    for name, args in CASES.items():
+        text = "# @package _global_\n" + OmegaConf.to_yaml(OmegaConf.create(case_config(args)))
+        (conf_dir / "case" / f"{case_file(name)}.yaml").write_text(text)
+
+
+def case_file(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def split_jobs(proc: subprocess.CompletedProcess, names: list[str]) -> dict:
+    """One CompletedProcess per job of a `-m` sweep: its part of the sweep's stdout (Hydra
+    prints `#k : overrides` before job k), the sweep's stderr and exit status."""
+    parts = re.split(r"^.*\[HYDRA\]\s+#(\d+) : .*$\n", proc.stdout, flags=re.M)
+    chunks = dict(zip(parts[1::2], parts[2::2], strict=True))
+    return {
+        name: subprocess.CompletedProcess(
+            proc.args, proc.returncode, chunks.get(str(k), ""), proc.stderr
+        )
+        for k, name in enumerate(names)
+    }
+
+
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory) -> dict:
-    """Every process of this module, run once; name → (CompletedProcess, run or sweep dir)."""
+    """Every process of this module, run once; name → (CompletedProcess, run or sweep dir).
+
+    Each case is a job of one of two `python train.py -m +case=…` sweeps (Hydra's basic
+    launcher runs them one after another in that process), so the imports are paid twice,
+    not once per case; the `single` run and the `sweep` are processes of their own."""
     base = tmp_path_factory.mktemp("cli")
-    dirs = {name: base / name.replace("=", "-") for name in [*CASES, "sweep", "single"]}
+    write_cases(base / "conf")
+    names = list(CASES)
+    halves = {"cases0": names[0::2], "cases1": names[1::2]}
     commands = {
-        name: [*args, *COMMON, f"hydra.run.dir={dirs[name]}"] for name, args in CASES.items()
+        half: [
+            "-m",
+            f"hydra.searchpath=[file://{base / 'conf'}]",
+            f"hydra.sweep.dir={base / half}",
+            "+case=" + ",".join(case_file(n) for n in part),
+            *COMMON,
+        ]
+        for half, part in halves.items()
     }
+    dirs = {"sweep": base / "sweep", "single": base / "single"}
     commands["sweep"] = [*SWEEP, *COMMON, f"hydra.sweep.dir={dirs['sweep']}"]
     commands["single"] = [*SINGLE, *COMMON, f"hydra.run.dir={dirs['single']}"]
     results = _run_all(commands)
-    return {name: (results[name], dirs[name]) for name in commands}
+    runs = {name: (results[name], dirs[name]) for name in dirs}
+    for half, part in halves.items():
+        jobs = split_jobs(results[half], part)
+        runs |= {name: (jobs[name], base / half / str(k)) for k, name in enumerate(part)}
+    return runs
 
 
 # -- what every completed run must leave and print -------------------------------------------
