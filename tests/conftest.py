@@ -74,3 +74,13 @@ def run_cli(
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+# the files whose tests take longest run first: under `make test`'s two xdist workers a file's
+# tests stay on one worker, and the SLURM time-limit test (minutes, mostly waiting for the
+# job) would otherwise start last and end the suite alone
+FIRST = ("test_slurm.py", "test_cli.py", "test_bad_input.py", "test_ddp.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else 99)
