@@ -33,6 +33,7 @@ from reglab.records import (
     log_final,
     log_run_files,
     reliability,
+    ui_commands,
     write_json,
     write_npz,
 )
@@ -83,7 +84,7 @@ def stop(run: Run, trainer: pl.Trainer, record: dict[str, Any], seconds: float) 
     """A run that ends early keeps what it wrote: run.json says why, loggers are closed."""
     if trainer.is_global_zero:
         write_json(run.run_dir / "run.json", {**record, "seconds": round(seconds, 3)})
-    close_loggers(trainer.loggers)
+    close_loggers(trainer.loggers, "failed" if record["status"] == "failed" else "KILLED")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -135,4 +136,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("final metrics:\n%s", format_table(metrics))
     log.info("run directory: %s", run.run_dir)
     log.info("inspect it with: tensorboard --logdir %s", run.run_dir)
+    for command in ui_commands(trainer.loggers):
+        log.info("or with: %s", command)
     return metrics

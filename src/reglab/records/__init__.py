@@ -14,7 +14,7 @@ from reglab.records.loggers import (
     log_final,
     log_images,
 )
-from reglab.records.mlflow import MLFlowLogger, log_run_files
+from reglab.records.mlflow import MLFlowLogger, log_run_files, ui_commands
 from reglab.records.progress import progress_bar
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "previous",
     "progress_bar",
     "read_json",
+    "ui_commands",
     "write_json",
     "write_npz",
 ]

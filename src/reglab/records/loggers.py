@@ -128,10 +128,15 @@ def log_figure(loggers: list[pl.loggers.Logger], tag: str, figure: Any, step: in
             logger.experiment.add_figure(tag, figure, step)
 
 
-def close_loggers(loggers: list[pl.loggers.Logger]) -> None:
+def close_loggers(loggers: list[pl.loggers.Logger], status: str = "success") -> None:
+    """End the run's event file, and its MLflow run with `status` (success, failed, KILLED):
+    its end time then follows the final metrics and files, logged after Lightning's own
+    finalize at the end of the test."""
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.close()
+        if isinstance(logger, pl.loggers.MLFlowLogger):
+            logger.finalize(status)
 
 
 def log_images(

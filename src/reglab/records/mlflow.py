@@ -58,6 +58,18 @@ class MLFlowLogger(pl.loggers.MLFlowLogger):
         super().__init__(
             experiment_name=experiment_name, run_name=name, tracking_uri=uri, tags=tags, **kwargs
         )
+        self.tracking_uri = uri
+
+
+def ui_commands(loggers: Sequence[pl.loggers.Logger]) -> list[str]:
+    """The `mlflow ui` command that shows each MLflow logger's store (the full mlflow package:
+    mlflow-skinny has no server)."""
+    stores = [lg.tracking_uri for lg in loggers if isinstance(lg, MLFlowLogger)]
+    return [
+        f"{'MLFLOW_ALLOW_FILE_STORE=true ' if uri.startswith('file:') else ''}mlflow ui"
+        f" --backend-store-uri {uri}"
+        for uri in stores
+    ]
 
 
 def _relative(path: Path) -> str:
