@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 import reglab
 from reglab.config import ConfigError, validate
-from reglab.records.mlflow import ARTIFACTS, absolute_uri
+from reglab.records.mlflow import ARTIFACTS, MLFlowLogger, absolute_uri, ui_commands
 
 mlflow = pytest.importorskip("mlflow")  # the mlflow extra, which `make test` installs
 
@@ -81,6 +81,13 @@ def test_a_relative_store_is_made_absolute(tmp_path, monkeypatch):
     assert absolute_uri("file:./mlruns") == (tmp_path / "mlruns").as_uri()
     assert absolute_uri("file:/abs/mlruns") == "file:/abs/mlruns"
     assert absolute_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_the_log_names_the_mlflow_ui_command_for_each_store(tmp_path):
+    local = MLFlowLogger(tracking_uri=f"file:{tmp_path}/mlruns")
+    assert ui_commands([local]) == [
+        f"MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri file:{tmp_path}/mlruns"
+    ]
 
 
 @pytest.mark.parametrize(
