@@ -1,5 +1,5 @@
 """predictions.npz beyond a single classifier: multi-task (per task), semi-supervised,
-regression, and a hard-voting ensemble. Each run's file is reloaded here, its test metrics
+regression, hard-voting and sequential ensembles, a publisher's own test set. Each run's file is reloaded here, its test metrics
 recomputed with numpy and compared with metrics.json, and its row numbers checked to select
 the same targets from the source data set (scikit-learn's digits and diabetes).
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import read_metrics
+from publisher_files import write_mnist
 from sklearn.datasets import load_diabetes, load_digits
 from test_calibration import numpy_ece
 from torch import nn
@@ -33,6 +34,7 @@ CASES = {
         "optimizer.lr=0.01",
     ],
     "bagging_hard": ["ensemble=bagging", "ensemble.members=3", "ensemble.vote=hard"],
+    "bagging_sequential": ["ensemble=bagging", "ensemble.members=2", "ensemble.vectorized=false"],
 }
 TASKS = {  # digits_multitask's targets as functions of the digit (conf/data/digits_multitask.yaml)
     "digit": lambda d: d,
@@ -109,7 +111,9 @@ def test_multitask_predictions_reproduce_each_tasks_metrics(run):
         )
 
 
-@pytest.mark.parametrize("run", ["semi_mlp", "semi_conv", "bagging_hard"], indirect=True)
+@pytest.mark.parametrize(
+    "run", ["semi_mlp", "semi_conv", "bagging_hard", "bagging_sequential"], indirect=True
+)
 def test_classifier_predictions_reproduce_accuracy_nll_and_ece(run):
     case, metrics, saved = run
     probs, y = saved["probs"], saved["targets"]
@@ -131,3 +135,19 @@ def test_regression_predictions_reproduce_the_mse(run):
     assert mse == pytest.approx(metrics["test/mse"], rel=1e-5)
     assert mse == pytest.approx(metrics["test/loss"], rel=1e-5)
     assert not {"test/ece", "test/nll", "probs"} & (set(metrics) | set(saved))
+
+
+def test_an_official_test_set_is_indexed_in_its_own_rows(tmp_path):
+    """MNIST-format files: the test split is the publisher's t10k file, in its order."""
+    written = write_mnist(tmp_path / "mnist", n_train=60, n_test=20)
+    data = ["data=mnist", f"data.root={tmp_path}", "data.download=false", "data.val_fraction=0.5"]
+    run_dir = tmp_path / "run"
+    overrides = [*QUIET, *data, "model.hidden_sizes=[8]", "trainer.max_epochs=1"]
+    reglab.train(reglab.compose(overrides, output_dir=run_dir))
+    saved = np.load(run_dir / "predictions.npz")
+    assert str(saved["index_into"]) == "official_test"
+    np.testing.assert_array_equal(saved["index"], np.arange(20))
+    np.testing.assert_array_equal(saved["targets"], written["ty"][saved["index"]])
+    assert (saved["predicted"] == saved["targets"]).mean() == pytest.approx(
+        read_metrics(run_dir)["test/acc"], abs=1e-6
+    )
