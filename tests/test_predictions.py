@@ -1,7 +1,8 @@
 """predictions.npz beyond a single classifier: multi-task (per task), semi-supervised,
-regression, hard-voting and sequential ensembles, a publisher's own test set. Each run's file is reloaded here, its test metrics
-recomputed with numpy and compared with metrics.json, and its row numbers checked to select
-the same targets from the source data set (scikit-learn's digits and diabetes).
+regression, hard-voting and sequential ensembles, a publisher's own test set. Each run's
+file is reloaded here, its test metrics recomputed with numpy and compared with
+metrics.json, and its row numbers checked to select the same targets from the source data
+set (scikit-learn's digits and diabetes, the MNIST-format files written for the test).
 
 The MLP and a second network each (a CNN trunk, the convolutional autoencoder, a user's
 tabular module); one run per case, shared by the tests (module scope).
