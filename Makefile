@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 # .runtime: what `make train` needs (reglab and its dependencies); .installed: that and the
-# test, lint, launcher, Optuna and Parquet (tables) extras, for `make test`
+# test, lint, launcher, Optuna, Parquet (tables) and MLflow extras, for `make test`
 RUNTIME := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
@@ -27,7 +27,7 @@ $(RUNTIME): pyproject.toml constraints.txt
 	touch $(RUNTIME)
 
 $(STAMP): $(RUNTIME)
-	$(PIP) --no-compile -e '.[dev,launchers,optuna,tables]'
+	$(PIP) --no-compile -e '.[dev,launchers,optuna,tables,mlflow]'
 	touch $(STAMP)
 
 train: $(RUNTIME)

@@ -5,6 +5,7 @@ compose fine but make no sense. A violation raises `ConfigError`, whose one-line
 names the key, the value and what is allowed; `cli.main` prints it without a traceback.
 """
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ def _pair(v: Any) -> bool:
 
 
 Rule = tuple[str, Callable[[Any], bool], str]
+# what MLflow's tracking stores accept (`logger=mlflow`)
+TRACKING_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 RULES: Sequence[Rule] = (
     ("seed", lambda v: _int(v) and 0 <= v < 2**32, "an integer in [0, 4294967295]"),
@@ -141,6 +144,12 @@ RULES: Sequence[Rule] = (
         ),
         "null, fgsm, pgd or a list of them, e.g. [fgsm,pgd]",
     ),
+    (
+        "logger.mlflow.tracking_uri",
+        lambda v: isinstance(v, str) and v.split(":", 1)[0] in TRACKING_SCHEMES and ":" in v,
+        "an MLflow URI: file:<directory>, sqlite:///<file>, http(s)://<server>, postgresql://…",
+    ),
+    ("logger.mlflow.experiment_name", lambda v: isinstance(v, str) and v.strip(), "a name"),
     ("augmentation.transforms.mixup.alpha", lambda v: _number(v) and v > 0, "a number > 0"),
     ("augmentation.transforms.cutmix.beta", lambda v: _number(v) and v > 0, "a number > 0"),
 )
@@ -207,6 +216,7 @@ def validate(cfg: DictConfig) -> None:
             " data.image_shape (it is tabular) (allowed: augmentation=none, noise or mixup)"
         )
     _validate_step_strategies(cfg, [str(name) for name in transforms])
+    _validate_loggers(cfg)
     size = OmegaConf.select(cfg, "data.train_size", default=None)
     if size is not None and not (_int(size) and size >= 1):
         raise ConfigError(f"data.train_size={size} is not allowed (allowed: an integer ≥ 1)")
@@ -303,6 +313,17 @@ def _validate_step_strategies(cfg: DictConfig, transforms: list[str]) -> None:
         raise ConfigError(
             f"ensemble=bagging trains with noise only, not {bagged[0]}"
             " (allowed: noise=weights|labels; or ensemble=none)"
+        )
+
+
+def _validate_loggers(cfg: DictConfig) -> None:
+    """logger=mlflow needs the mlflow package (the `mlflow` extra: not in `make train`'s)."""
+    loggers = (cfg.get("logger") or {}).values()
+    targets = [str(c.get("_target_", "")) for c in loggers if c is not None]
+    if any(t.endswith("MLFlowLogger") for t in targets) and not importlib.util.find_spec("mlflow"):
+        raise ConfigError(
+            "logger=mlflow needs the mlflow package, which is not installed (allowed: `make"
+            " install` or pip install -e '.[mlflow]'; or logger=tensorboard)"
         )
 
 

@@ -87,6 +87,9 @@ class DataModule(Splitting, pl.LightningDataModule):
         self.members: int | None = None  # vectorized bagging: one resample per member
         self.steps_per_chunk = 1
         self.splits: dict[str, Split] = {}
+        # each split's row numbers in the source (in its own test set if official_test)
+        self.rows: dict[str, np.ndarray] = {}
+        self.official_test = False
         self._train_loader: ChunkLoader | StreamLoader | None = None
         self._streams: list[StreamLoader] = []  # evaluation loaders, whose workers `teardown` stops
 
@@ -136,8 +139,10 @@ class DataModule(Splitting, pl.LightningDataModule):
             scale = Standardizer.fit(loaded.x, train, channels)
         self.feature_mean = torch.tensor(scale.mean, dtype=torch.float32)
         self.feature_std = torch.tensor(scale.std, dtype=torch.float32)
+        self.official_test = loaded.test is not None
         for name, (rows, ys) in parts.items():
             source = loaded.test[0] if name == "test" and loaded.test else loaded.x
+            self.rows[name] = np.asarray(rows, dtype=np.int64)
             split = LazyRows(source, rows, scale, shape)
             self.splits[name] = (split[:] if self.in_memory else split, self._targets(ys))
 
@@ -164,6 +169,7 @@ class DataModule(Splitting, pl.LightningDataModule):
         self.oob_index = torch.nonzero(~drawn).squeeze(1)
         rows = x.subset(index) if isinstance(x, LazyRows) else x[index]
         self.splits["train"] = (rows, y[index])
+        self.rows["train"] = self.rows["train"][index.numpy()]
 
     def _targets(self, y: np.ndarray) -> Tensor:
         if self.task == "classification":

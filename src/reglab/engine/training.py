@@ -2,8 +2,8 @@
 
 This file only wires things together: `run.build` composes the pieces, the protocol
 (Algorithm 7.1, 7.2 or 7.3, as the ensemble strategy has it) trains them, and the summary
-goes to metrics.json, TensorBoard and the console. The path of a number from config to
-TensorBoard is drawn in docs/architecture.md.
+goes to metrics.json, predictions.npz, the loggers and the console. The path of a number
+from config to TensorBoard is drawn in docs/architecture.md.
 """
 
 import logging
@@ -17,7 +17,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from reglab.config import Interrupted, RunFailed
@@ -30,8 +29,13 @@ from reglab.records import (
     flat_hparams,
     format_table,
     learning_curve,
+    log_figure,
     log_final,
+    log_run_files,
+    reliability,
+    ui_commands,
     write_json,
+    write_npz,
 )
 
 log = logging.getLogger("reglab")
@@ -55,16 +59,32 @@ def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path
         title=f"Learning curve: {run_dir.name}",
     )
     learning_curve.save(fig, run_dir / "learning_curve.png")
-    for logger in outcome.trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure("learning_curve", fig, outcome.module.step)
+    log_figure(outcome.trainer.loggers, "learning_curve", fig, outcome.module.step)
+
+
+def save_test_records(outcome: Outcome, run: Run) -> None:
+    """predictions.npz (the test set's predictions, targets and row numbers) and, for a
+    classifier, reliability.png (also to TensorBoard); nothing without a test split."""
+    module = outcome.module
+    arrays = module.prediction_arrays()
+    if not arrays:
+        return
+    # the test batches go in order: `trainer.limit_test_batches` keeps the first rows
+    index = run.dm.rows["test"][: len(arrays["targets"])]
+    into = "official_test" if run.dm.official_test else "source"  # which rows index counts
+    write_npz(run.run_dir / "predictions.npz", {**arrays, "index": index, "index_into": into})
+    panels = module.reliability_bins()
+    if panels:
+        fig = reliability.plot(panels, title=f"Reliability: {run.run_dir.name}")
+        reliability.save(fig, run.run_dir / "reliability.png")
+        log_figure(outcome.trainer.loggers, "reliability", fig, module.step)
 
 
 def stop(run: Run, trainer: pl.Trainer, record: dict[str, Any], seconds: float) -> None:
     """A run that ends early keeps what it wrote: run.json says why, loggers are closed."""
     if trainer.is_global_zero:
         write_json(run.run_dir / "run.json", {**record, "seconds": round(seconds, 3)})
-    close_loggers(trainer.loggers)
+    close_loggers(trainer.loggers, "failed" if record["status"] == "failed" else "KILLED")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -103,15 +123,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not trainer.is_global_zero:  # trainer=ddp: rank 0 writes the run's records
         return metrics
     save_learning_curve(outcome, metrics, run.run_dir)
+    save_test_records(outcome, run)
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else None
     hparams = flat_hparams(cfg, choices)
     logged = getattr(outcome.module, "test_results", {})
     log_final(trainer.loggers, hparams, metrics, outcome.module.step, logged)
-    close_loggers(trainer.loggers)
     write_json(run.run_dir / "metrics.json", metrics)
     timing = {"seconds": seconds, "fit_seconds": fit_seconds, "threads": torch.get_num_threads()}
     write_json(run.run_dir / "run.json", {"status": "completed", **timing})
+    log_run_files(trainer.loggers, run.run_dir)  # MLflow's artifacts: the files just written
+    close_loggers(trainer.loggers)
     log.info("final metrics:\n%s", format_table(metrics))
     log.info("run directory: %s", run.run_dir)
     log.info("inspect it with: tensorboard --logdir %s", run.run_dir)
+    for command in ui_commands(trainer.loggers):
+        log.info("or with: %s", command)
     return metrics

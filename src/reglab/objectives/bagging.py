@@ -50,7 +50,11 @@ class BaggingModule(RegLabModule):
     """k members in one module: `net` is a models.stack, training blocks are (k, batch, …).
 
     Validation and test score the ensemble (its soft-vote loss is what early stopping
-    monitors) and every member; the test adds the eq. 7.50 diagnostics and out-of-bag error.
+    monitors) and every member; the test adds the eq. 7.50 diagnostics, out-of-bag error
+    and the members' spread (objectives/calibration.py): `test/entropy` of the soft vote,
+    `test/mutual_info` (that minus the members' mean entropy) and `test/disagreement`, the
+    mean over examples of the fraction of members whose most likely class is not the soft
+    vote's. `test/nll`, `test/ece` and `test/brier` are the soft vote's.
     """
 
     batch_dim = 1
@@ -85,6 +89,10 @@ class BaggingModule(RegLabModule):
         soft = vote(members, self.task, "soft")
         self.metrics[f"{split}_metric"].update(self._prediction(ensemble), y)
         self.metrics[f"{split}_loss"].update(self.eval_loss(soft, y), weight=len(x))
+        classifies = self.task == "classification"
+        self.keep(split, soft, y, members, ensemble.argmax(-1) if classifies else None)
+        if split == "test" and classifies:  # the spread over members (under mc: their means)
+            self.add_uncertainty(members)
         target = y.expand(self.models, *y.shape)
         flat = members.flatten(0, 1), target.flatten(0, 1)
         per_member = self._unreduced_loss(*flat).view(self.models, -1).sum(1)

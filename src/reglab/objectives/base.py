@@ -29,10 +29,12 @@ from torch import Tensor, nn
 
 from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
+from reglab.objectives.statistics import WeightStatistics
+from reglab.objectives.test_records import TestRecords
 from reglab.records import log_images
 from reglab.regularization.adversarial import Adversarial
-from reglab.regularization.constraints import Constraint, constraint_metrics
-from reglab.regularization.dropout import MonteCarlo, predictive_entropy, weight_scaling
+from reglab.regularization.constraints import Constraint
+from reglab.regularization.dropout import MonteCarlo, weight_scaling
 from reglab.regularization.noise import NoNoise
 from reglab.regularization.penalties import Regularizer, penalized_named_parameters
 from reglab.regularization.representation import Representation
@@ -59,7 +61,7 @@ def _metric(task: str, n_outputs: int) -> torchmetrics.Metric:
     return torchmetrics.MeanSquaredError()
 
 
-class RegLabModule(pl.LightningModule):
+class RegLabModule(TestRecords, WeightStatistics, pl.LightningModule):
     """`net` trained on J̃ = J + α·Ω with `optimizer`, one minibatch per optimizer step."""
 
     def __init__(
@@ -355,23 +357,10 @@ class RegLabModule(pl.LightningModule):
             return F.nll_loss(prediction, y)
         return F.mse_loss(prediction, y)
 
-    def _accumulate_mc(self, outputs: Tensor, y: Tensor, split: str) -> None:
-        """Sums for the test metric with the first T masks, T = 1, 2, 5, …, and the entropy."""
-        for t in self.inference.curve(outputs, self.task):
-            prediction = self.inference.combine(outputs[..., :t, :, :], self.task)
-            value = self._batch_metric(prediction, y) * len(y)
-            key = f"{split}/{self.metric_name}_mc_T{t}"
-            self._mc_sums[key] = self._mc_sums.get(key, 0) + value
-        if self.task == "classification":  # per model: an ensemble's is its members' mean
-            combined = self.inference.combine(outputs, self.task)
-            entropy = predictive_entropy(combined).sum() / self.models
-            key = f"{split}/predictive_entropy"
-            self._mc_sums[key] = self._mc_sums.get(key, 0) + entropy
-        self._mc_sums["_count"] = self._mc_sums.get("_count", 0) + len(y)
-
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
         prediction = self.predict(x, split, y)
+        self.keep(split, prediction, y)  # the test set's, for predictions.npz and calibration
         self.metrics[f"{split}_metric"].update(self._prediction(prediction), y)
         self.metrics[f"{split}_loss"].update(self.eval_loss(prediction, y), weight=len(x))
 
@@ -403,67 +392,14 @@ class RegLabModule(pl.LightningModule):
         if self.adversarial is not None and self.adversarial.evaluate:
             self._attacked_metric(*batch)
 
-    def _attacked_metric(self, x: Tensor, y: Tensor) -> None:
-        """Sums for the test metric on attacked test inputs (`test/acc_fgsm`, …)."""
-        attack = self._bound_adversarial()
-        for name in attack.evaluate:
-            x_adv = attack.perturb(self.net, self._loss_of(y), x, name)
-            value = self._batch_metric(self.predict(x_adv, "test"), y) * len(y)
-            key = f"test/{self.metric_name}_{name}"
-            self._attack_sums[key] = self._attack_sums.get(key, 0) + value
-        self._attack_sums["_count"] = self._attack_sums.get("_count", 0) + len(y)
-
     def on_test_epoch_end(self) -> None:
         # at the optimizer step the run ended on, like every other scalar (Lightning's own
         # logging would put them at its count of chunks); training.py reads test_results
-        count = self._mc_sums.pop("_count", None)
-        mc = {k: v / count for k, v in self._mc_sums.items()} if count else {}
-        self._mc_sums = {}
-        attacked, self._attack_sums = self._attack_sums, {}
-        count = attacked.pop("_count", None)
-        attacked = {k: v / count for k, v in attacked.items()} if count else {}
+        values = self._compute("test")
         sparsity = self.representation.sparsity()
-        self.publish_test({**self._compute("test"), **mc, **attacked, **sparsity})
+        self.publish_test({**values, **self.test_extras(values), **sparsity})
 
     def publish_test(self, values: dict[str, Tensor]) -> None:
         """Publish test-time results and keep them for the run's summary (metrics.json)."""
         self.publish(values)
         self.test_results = {**getattr(self, "test_results", {}), **values}
-
-    @torch.no_grad()
-    def weight_stats(self) -> dict[str, float]:
-        """‖w‖₁, ‖w‖₂ and the fraction of exactly-zero entries of the penalized weights."""
-        weights = [w.detach() for w in self.weights]
-        l1 = torch.stack(torch._foreach_norm(weights, 1)).sum()
-        l2 = torch.stack(torch._foreach_norm(weights, 2)).square().sum().sqrt()
-        zeros = sum(w.numel() - torch.count_nonzero(w) for w in weights)
-        total = sum(w.numel() for w in weights)
-        l1, l2, zeros = torch.stack([l1, l2, torch.as_tensor(zeros, dtype=l1.dtype)]).tolist()
-        stats = {"weights/l1_norm": l1, "weights/l2_norm": l2, "weights/sparsity": zeros / total}
-        if self.constraint is not None:
-            stats["constraint/active_fraction"] = self.constraint.active(weights).mean().item()
-        return stats
-
-    def constraint_stats(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        """The constraint's activity and KKT multiplier at the current weights, from the
-        full-batch gradient of the smooth objective on (x, y) (the training split): what
-        metrics.json reports, in the matching penalty's units (`constraints.py`)."""
-        if self.constraint is None:
-            return {}
-        self._full_gradient_(x, y)
-        stats = constraint_metrics(self.constraint, self.weights)
-        self.zero_grad(set_to_none=True)
-        return stats
-
-    def _full_gradient_(self, x: Tensor, y: Tensor) -> None:
-        """∇(J + smooth α·Ω) over all of (x, y), in eval mode (deterministic: no dropout
-        masks, BatchNorm's running statistics left as they are)."""
-        was_training = self.net.training
-        self.net.eval()
-        self.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
-                xb, yb = xb.to(self.device), yb.to(self.device)
-                (self.step_loss(self.train_output(xb), yb) * (len(xb) / len(x))).backward()
-        self.regularizer.add_grad_(self.weights)
-        self.net.train(was_training)

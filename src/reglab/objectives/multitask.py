@@ -15,6 +15,7 @@ Targets are a (n, tasks) matrix, one column per task in declaration order.
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchmetrics
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from reglab.models.multitask import Task
 from reglab.objectives.base import RegLabModule, require
+from reglab.objectives.calibration import brier_score, confidence_bins, expected_calibration_error
 
 
 class MultiTaskModule(RegLabModule):
@@ -105,8 +107,10 @@ class MultiTaskModule(RegLabModule):
 
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
+        prediction = self.predict(x, split)
+        self.keep(split, prediction, y)
         total = 0.0
-        for task, p, target in self._per_task(self.predict(x, split), y):
+        for task, p, target in self._per_task(prediction, y):
             loss = self._loss(task, p, target, log_probs=True)
             total = total + task.weight * loss
             if len(target):
@@ -124,6 +128,48 @@ class MultiTaskModule(RegLabModule):
             values[name] = self.metrics[key].compute()
             self.metrics[key].reset()
         return values
+
+    # -- the test set's predictions, per task (objectives/test_records.py) -------------------
+    def calibration(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`test/<task>/nll|ece|brier` of each classification task, over its labelled rows."""
+        results = {}
+        for task, probs, target in self._classified():
+            results |= {
+                f"test/{task.name}/nll": values[f"test/{task.name}/loss"],
+                f"test/{task.name}/ece": expected_calibration_error(probs, target),
+                f"test/{task.name}/brier": brier_score(probs, target),
+            }
+        return results
+
+    def reliability_bins(self) -> dict[str, dict[str, np.ndarray]]:
+        return {
+            task.name: {k: v.numpy() for k, v in confidence_bins(probs, target).items()}
+            for task, probs, target in self._classified()
+        }
+
+    def _classified(self) -> list[tuple[Task, Tensor, Tensor]]:
+        """(task, probabilities, classes) of each classification task's labelled test rows."""
+        out = self.test_outputs
+        if out is None:
+            return []
+        triples = self._per_task(out["prediction"], out["y"])
+        return [(t, p.exp(), y) for t, p, y in triples if t.kind == "classification" and len(y)]
+
+    def prediction_arrays(self) -> dict[str, np.ndarray]:
+        """`probs_<task>` (n, classes) or `values_<task>` (n, outputs) for every test row,
+        `targets` (n, tasks) with NaN where a row has no label for a task, `tasks` (names)."""
+        out = self.test_outputs
+        if out is None:
+            return {}
+        parts = out["prediction"].split(self.sizes, dim=-1)
+        arrays = {
+            f"probs_{t.name}" if t.kind == "classification" else f"values_{t.name}": (
+                p.exp() if t.kind == "classification" else p
+            ).numpy()
+            for t, p in zip(self.tasks, parts, strict=True)
+        }
+        names = np.array([t.name for t in self.tasks])
+        return {**arrays, "targets": out["y"].numpy(), "tasks": names}
 
 
 def _task_metric(task: Task) -> torchmetrics.Metric:

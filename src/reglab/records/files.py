@@ -1,10 +1,12 @@
-"""metrics.json, run.json and the console's summary table."""
+"""metrics.json, run.json, predictions.npz and the console's summary table."""
 
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -26,3 +28,9 @@ def format_table(metrics: Mapping[str, float]) -> str:
 
 def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Arrays by name, uncompressed (np.load reads them back without pickle)."""
+    with path.open("wb") as f:  # a file object: np.savez would append .npz to a str path
+        np.savez(f, **arrays)

@@ -108,7 +108,7 @@ def log_final(
     logged: Collection[str] = (),
 ) -> None:
     """Log the summary metrics as scalars (but those `logged` already, the test's) and the
-    hparams summary that points at them."""
+    hparams: TensorBoard's summary that points at them, MLflow's params."""
     new = {k: v for k, v in metrics.items() if k not in logged}
     for logger in loggers:
         logger.log_metrics(new, step=step)
@@ -116,13 +116,27 @@ def log_final(
             writer = logger.experiment._get_file_writer()
             for summary in hparams_summary(params, metrics):
                 writer.add_summary(summary)
+        if isinstance(logger, pl.loggers.MLFlowLogger):
+            logger.log_hyperparams(params)
         logger.save()
 
 
-def close_loggers(loggers: list[pl.loggers.Logger]) -> None:
+def log_figure(loggers: list[pl.loggers.Logger], tag: str, figure: Any, step: int) -> None:
+    """A matplotlib figure in TensorBoard's IMAGES tab (other loggers get the png file)."""
+    for logger in loggers:
+        if isinstance(logger, pl.loggers.TensorBoardLogger):
+            logger.experiment.add_figure(tag, figure, step)
+
+
+def close_loggers(loggers: list[pl.loggers.Logger], status: str = "success") -> None:
+    """End the run's event file, and its MLflow run with `status` (success, failed, KILLED):
+    its end time then follows the final metrics and files, logged after Lightning's own
+    finalize at the end of the test."""
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.close()
+        if isinstance(logger, pl.loggers.MLFlowLogger):
+            logger.finalize(status)
 
 
 def log_images(
