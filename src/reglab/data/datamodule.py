@@ -34,12 +34,13 @@ class DataModule(Splitting, pl.LightningDataModule):
 
     Splits are fractions of the whole set, stratified for classification, drawn with
     `random_state=seed`; with `folds=k`, validation is fold `fold` of a seeded k-fold split
-    of the non-test rows (`splitting.py`). Features are standardized with the training split's mean and
-    population standard deviation (scikit-learn's StandardScaler, per feature); regression
-    targets are left as they are. Examples keep their natural shape: (N, C, H, W) for image
-    data (`image_shape`; `auto`: the source's), (N, features) for tables; `feature_mean`
-    and `feature_std` are per feature, flat (C·H·W values for images), also under
-    `normalize=channel` (one mean and std per channel, over the training split's pixels).
+    of the non-test rows (`splitting.py`). Features are standardized with the training
+    split's mean and population standard deviation (scikit-learn's StandardScaler, per
+    feature); regression targets are left as they are. Examples keep their natural shape:
+    (N, C, H, W) for image data (`image_shape`; `auto`: the source's), (N, features) for
+    tables; `feature_mean` and `feature_std` are per feature, flat (C·H·W values for
+    images), also under `normalize=channel` (one mean and std per channel, over the
+    training split's pixels).
     """
 
     def __init__(
