@@ -39,7 +39,7 @@ def write_job(
 
 def composed(overrides: list[str], base: dict | None = None) -> dict:
     """A composed config: `base` with each `key=value` override set at its dotted path
-    (a group choice `regularizer=l2` sets regularizer._target_), values parsed as YAML."""
+    (a group choice `regularizer=l2` sets regularizer._target_), values parsed as Hydra does."""
     config = json.loads(json.dumps(base or {"seed": 0, "regularizer": {"alpha": 0.0}}))
     for override in overrides:
         key, _, value = override.partition("=")
@@ -50,8 +50,18 @@ def composed(overrides: list[str], base: dict | None = None) -> dict:
         if not parents and isinstance(node.get(last), dict):
             node[last]["_target_"] = value  # a group's option
         else:
-            node[last] = yaml.safe_load(value)
+            node[last] = _parse(value)
     return config
+
+
+def _parse(value: str):
+    """A value as Hydra's override grammar reads it (1e-3 is a float, unlike in YAML 1.1)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return yaml.safe_load(value)
 
 
 def cells(line: str) -> list[str]:
