@@ -167,7 +167,9 @@ def test_keys_the_options_ignore_do_not_make_configurations(tmp_path):
         {"regularizer": "l2", "regularizer.alpha": "1e-4"},
         {"regularizer": "l2", "regularizer.alpha": "1e-3"},
     ]
-    assert doc["configurations"][0]["n"] == 4  # the failed job is listed, not averaged
+    none = doc["configurations"][0]
+    assert none["runs"] == 4 and none["n"] == 2  # the failed job is listed, not averaged
+    assert none["mean"] == pytest.approx(statistics.mean([0.905, 0.92]))  # seed 0: 0.9, 0.91
     rows = table((sweep / "report.md").read_text())
     assert [unbold(r["regularizer.alpha"]) for r in rows] == ["(ignored)", "1e-4", "1e-3"]
     assert unbold(rows[0]["runs"]) == "4 of 5"
@@ -179,7 +181,7 @@ def test_configurations_are_the_composed_configs_not_the_spelling(tmp_path):
     for seed in (2, 3):  # typed differently, composed alike
         typed = ["regularizer=l2", "regularizer.alpha=0.001", f"seed={seed}"]
         write_job(sweep, 10 + seed, typed, {"test/acc": 0.91}, config=composed(typed))
-    assert [e["n"] for e in document(sweep)["configurations"]] == [4]
+    assert [e["runs"] for e in document(sweep)["configurations"]] == [4]
 
 
 def test_the_control_defaults_to_regularizer_none_and_can_be_chosen(tmp_path, capsys):

@@ -46,6 +46,12 @@ class Job:
         return self.overrides.get(SEED) or str((self.config or {}).get(SEED, 0))
 
     @property
+    def fold(self) -> str:
+        return self.overrides.get(FOLD) or str(
+            ((self.config or {}).get("data") or {}).get("fold", 0)
+        )
+
+    @property
     def folds(self) -> int | None:
         """k of k-fold cross-validation (data.folds), None for the plain split."""
         folds = ((self.config or {}).get("data") or {}).get("folds")

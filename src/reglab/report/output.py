@@ -32,7 +32,9 @@ def _stat(row: Row, key: str | None) -> dict[str, Any]:
 def _configuration(sweep: Sweep, analysis: Analysis, row: Row) -> dict[str, Any]:
     """One configuration: its overrides, runs, mean and std, and its comparison."""
     comparison = analysis.comparisons.get(id(row))
-    entry = {"overrides": row.overrides(), "n": len(row.finished), **_stat(row, sweep.metric)}
+    n = len(row.replicates(sweep.metric))  # seeds × folds: what mean and std are over
+    entry = {"overrides": row.overrides(), "n": n, "runs": len(row.finished)}
+    entry |= _stat(row, sweep.metric)
     if sweep.test_metric:
         entry["test"] = {"metric": sweep.test_metric, **_stat(row, sweep.test_metric)}
     entry["control"] = row is analysis.control

@@ -32,9 +32,18 @@ class Row:
     def finished(self) -> list[Job]:
         return [j for j in self.jobs if j.finished]
 
+    def replicates(self, key: str) -> list[float]:
+        """Metric `key` per (seed, fold): runs that repeat one (their options ignore what
+        sets them apart) are averaged, so they do not count as more evidence."""
+        by_unit: dict[tuple[str, str], list[float]] = {}
+        for job in self.finished:
+            if key in job.metrics:
+                by_unit.setdefault((job.seed, job.fold), []).append(job.metrics[key])
+        return [statistics.mean(values) for values in by_unit.values()]
+
     def stat(self, key: str) -> tuple[float, float | None] | None:
-        """Mean and sample std (n − 1) of metric `key` over the finished runs; None if none."""
-        values = [j.metrics[key] for j in self.finished if key in j.metrics]
+        """Mean and sample std (n − 1) of metric `key` over the replicates; None if none."""
+        values = self.replicates(key)
         if not values:
             return None
         return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
