@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reglab.report.compare import Analysis, analyse
-from reglab.report.configurations import as_number, numeric_key
+from reglab.report.configurations import IGNORED, as_number, numeric_key
 from reglab.report.formatting import fmt_mean_std, sweep_name
 from reglab.report.sweep import Row, Sweep
 
@@ -78,14 +78,18 @@ def _lines(sweep: Sweep, key: str, best: Row | None) -> tuple[dict[str, list[Poi
 
 
 def _levels(ax: Any, sweep: Sweep, key: str) -> list[Any]:
-    """A dashed level for each configuration that has no value of `key` (it ignores it)."""
+    """A dashed grey level for each configuration without a value of `key` (its options
+    ignore it, or it is unset): grey, so it is not read as one of the lines."""
     others = [k for k in sweep.keys if k != key]
     handles = []
-    for i, row in enumerate(sweep.rows):
+    for i, row in enumerate(r for r in sweep.rows if as_number(r.values[key]) is None):
         stat = row.stat(sweep.metric)
-        if stat is not None and as_number(row.values[key]) is None:
-            label = ", ".join(row.values[k] for k in others) + f" ({key} {row.values[key]})"
-            handles.append(ax.axhline(stat[0], ls="--", color=f"C{i % 10}", label=label))
+        if stat is not None:
+            how = "ignored" if row.values[key] == IGNORED else "unset"
+            label = ", ".join(row.values[k] for k in others) + f" ({key} {how})"
+            handles.append(
+                ax.axhline(stat[0], ls=("--", ":", "-.")[i % 3], color="0.35", label=label)
+            )
     return handles
 
 
