@@ -11,7 +11,6 @@ import json
 import os
 import re
 import statistics
-import struct
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ import yaml
 from conftest import ROOT, run_cli
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
+from sweep_dirs import cells, parse_mean_std, png_size, table, unbold, write_job
 
 from reglab import report
 
@@ -32,26 +32,6 @@ CALLBACK = "++hydra.callbacks.report._target_=reglab.report.SweepReport"  # + or
 
 
 # -- building sweeps by hand -----------------------------------------------------------------------
-def write_job(
-    sweep: Path,
-    num: int,
-    overrides: list[str],
-    metrics: dict | None = None,
-    run: dict | None = None,
-    log: str | None = None,
-) -> Path:
-    job = sweep / str(num)
-    (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    if metrics is not None:
-        (job / "metrics.json").write_text(json.dumps(metrics))
-    if run is not None:
-        (job / "run.json").write_text(json.dumps(run))
-    if log is not None:
-        (job / "train.log").write_text(log)
-    return job
-
-
 def fake_metrics(value: float, seed: int, key: str = "test/acc") -> dict:
     return {
         key: value,
@@ -90,29 +70,6 @@ def grid(tmp_path) -> Path:
                 write_job(sweep, num, [*overrides, "debug=fast"], metrics, run)
                 num += 1
     return sweep
-
-
-# -- reading report.md back ------------------------------------------------------------------------
-def cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def table(markdown: str) -> list[dict[str, str]]:
-    """The rows of the report's table as column → cell (bold kept)."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    head, rule, *rows = lines
-    assert all(re.fullmatch(r":?-{3,}:?", c) for c in cells(rule)), rule
-    assert all(len(cells(r)) == len(cells(head)) for r in rows)
-    return [dict(zip(cells(head), cells(row), strict=True)) for row in rows]
-
-
-def unbold(text: str) -> str:
-    return text.removeprefix("**").removesuffix("**")
-
-
-def parse_mean_std(cell: str) -> tuple[float, float]:
-    mean, std = unbold(cell).split(" ± ")
-    return float(mean), float(std)
 
 
 def make(sweep: Path, errors: dict | None = None) -> tuple[str, list[dict[str, str]]]:
@@ -161,6 +118,8 @@ def test_mean_and_sample_std_over_seeds(grid):
 
 
 def test_best_configuration_is_bold_and_named_in_the_header(grid):
+    """The control is the first regularizer=none row (α = 1e-4); l1 at α = 1e-3 beats it by
+    ~0.077 at every seed, with a spread that makes it significant even after Holm."""
     md, rows = make(grid)
     means = {
         (r, a): statistics.mean(fake_acc(r, a, s) for s in SEEDS)
@@ -174,6 +133,8 @@ def test_best_configuration_is_bold_and_named_in_the_header(grid):
     assert all(c.startswith("**") and c.endswith("**") for c in bold[0].values())
     assert (unbold(bold[0]["regularizer"]), unbold(bold[0]["regularizer.alpha"])) == best
     assert "- **best:** **regularizer=l1, regularizer.alpha=0.001**" in md
+    assert "better than the control by +0.07" in md
+    assert "- **control:** regularizer=none, regularizer.alpha=0.0001" in md
 
 
 def test_header_names_the_sweep_jobs_metric_and_direction(grid):
@@ -199,19 +160,21 @@ def test_regression_reports_mse_and_lower_is_better(tmp_path):
         cells_["1"] == f"{statistics.mean([21.5, 20.5]):.2f} ± {statistics.stdev([21.5, 20.5]):.2f}"
     )
     assert cells_["10"] == "40.00"  # one seed: no std
-    assert [r["regularizer.alpha"] for r in rows if r["regularizer.alpha"].startswith("**")] == [
-        "**1**"
-    ]
+    # α = 1 has the lowest mean, but over 2 seeds its paired difference from the control
+    # (α = 0.1: −8.5 and −13.5) has p ≈ 0.14: no row is bold, none is called best
+    assert not [r for r in rows if r["regularizer.alpha"].startswith("**")]
+    assert "- **best:** none: no configuration differs from the control at 5 %" in md
 
 
 def test_without_a_test_split_the_monitored_best_is_reported(tmp_path):
     for num, (mode, value) in enumerate([("max", 0.7), ("max", 0.9)]):
         metrics = {k: v for k, v in fake_metrics(0, 0).items() if not k.startswith("test/")}
-        job = write_job(tmp_path, num, [f"optimizer.lr={num + 1}"], {**metrics, "val/best": value})
-        (job / ".hydra" / "config.yaml").write_text(f"monitor: val/acc\nmonitor_mode: {mode}\n")
+        config = {"monitor": "val/acc", "monitor_mode": mode, "optimizer": {"lr": num + 1}}
+        overrides = [f"optimizer.lr={num + 1}"]
+        write_job(tmp_path, num, overrides, {**metrics, "val/best": value}, config=config)
     md, rows = make(tmp_path)
     assert "`val/best`" in md and "higher is better" in md  # monitor_mode: max
-    assert [r["val/best (mean ± std)"] for r in rows] == ["0.7000", "**0.9000**"]
+    assert [r["val/best (mean ± std)"] for r in rows] == ["0.7000", "0.9000"]  # 1 seed: no test
 
 
 def test_multi_task_sweep_compares_tasks_not_summed_losses(tmp_path):
@@ -346,12 +309,6 @@ def test_plot_has_one_line_per_regularizer_on_a_log_axis(grid):
     assert [t.get_text() for t in ax.get_xticklabels()] == sorted(ALPHAS, key=float)
 
 
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
-    return struct.unpack(">II", data[16:24])
-
-
 def test_report_png_is_a_png_of_slide_size(grid):
     report.write_report(grid)
     width, height = png_size(grid / "report.png")
@@ -359,11 +316,12 @@ def test_report_png_is_a_png_of_slide_size(grid):
 
 
 def sweep_of(tmp_path: Path, configs: list[list[str]], seeds=(0, 1)) -> Path:
-    """One job per configuration and seed, with made-up accuracies."""
+    """One job per configuration and seed, with made-up accuracies (seed effects that
+    differ between configurations, so paired differences have a spread)."""
     num = 0
     for i, overrides in enumerate(configs):
         for seed in seeds:
-            metrics = fake_metrics(0.8 + 0.01 * i + 0.003 * seed, seed)
+            metrics = fake_metrics(0.8 + 0.01 * i + 0.003 * seed * (1 + i % 3), seed)
             write_job(tmp_path, num, [*overrides, f"seed={seed}"], metrics, {"seconds": 1.5})
             num += 1
     return tmp_path
@@ -404,7 +362,9 @@ def test_any_sweep_shape_gives_a_table_and_a_plot(tmp_path, case):
     assert len(rows) == len(configs)
     assert [unbold(r["runs"]) for r in rows] == [str(len(seeds))] * len(configs)
     bold = [r for r in rows if next(iter(r.values())).startswith("**")]
-    assert len(bold) == (1 if len(configs) > 1 else 0)  # the best, if there is a choice
+    best = json.loads((sweep / "report.json").read_text())["best"]
+    assert len(bold) == (best is not None)  # bold only what report.json calls best
+    assert best is None  # 2 seeds and small differences: nothing beats the control at 5 %
     width, height = png_size(sweep / "report.png")
     assert 500 <= width <= 1400 and 200 <= height <= 1400, (width, height)
     axes = [ax for ax in report.figure(loaded).axes if ax.get_visible()]
@@ -541,18 +501,18 @@ def test_cli_writes_the_report_on_demand(cli_runs):
     proc, _ = cli_runs["good"]
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.splitlines()
-    md = Path(line.split()[1])
-    assert line == f"wrote {md} and {md.with_name('report.png')}"
+    md = Path(line.split()[1].rstrip(","))
+    assert line == f"wrote {md}, {md.with_name('report.json')} and {md.with_name('report.png')}"
     assert len(table(md.read_text())) == 2
     png_size(md.with_name("report.png"))
     assert proc.stderr == ""
 
 
 # -- real sweeps with the callback -----------------------------------------------------------------
-SWEEP = (
+SWEEP = (  # alpha is ignored under regularizer=none: 3 configurations, not 4
     "-m",
-    "regularizer=none,l1",
-    "regularizer.alpha=1e-3,1e-2",
+    "regularizer=none,l2",
+    "regularizer.alpha=1e-4,1e-3",
     "seed=0,1",
     "debug=fast",
     "threads=1",
@@ -572,16 +532,18 @@ def sweeps(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Pat
         return {name: (f.result(), base / name) for name, f in futures.items()}
 
 
-def jobs_by_config(sweep: Path) -> dict[tuple[str, ...], list[dict]]:
-    """(regularizer, alpha) → metrics of its jobs, read straight from the job directories."""
-    out: dict[tuple[str, ...], list[dict]] = {}
+def jobs_by_config(sweep: Path) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(regularizer, alpha or "(ignored)") → seed → test/acc of its jobs, read straight from
+    the job directories (an unregularized job's alpha changes nothing)."""
+    out: dict[tuple[str, str], dict[str, list[float]]] = {}
     for job in sweep.iterdir():
         if (job / "metrics.json").is_file():
-            overrides = dict(
-                o.split("=", 1) for o in yaml.safe_load((job / ".hydra/overrides.yaml").read_text())
-            )
-            key = (overrides.get("regularizer", ""), overrides["regularizer.alpha"])
-            out.setdefault(key, []).append(json.loads((job / "metrics.json").read_text()))
+            lines = yaml.safe_load((job / ".hydra/overrides.yaml").read_text())
+            overrides = dict(o.split("=", 1) for o in lines)
+            reg = overrides["regularizer"]
+            key = (reg, "(ignored)" if reg == "none" else overrides["regularizer.alpha"])
+            acc = json.loads((job / "metrics.json").read_text())["test/acc"]
+            out.setdefault(key, {}).setdefault(overrides["seed"], []).append(acc)
     return out
 
 
@@ -595,25 +557,49 @@ def test_sweep_writes_the_report_at_its_end(sweeps):
     )
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stdout + proc.stderr
     md = (sweep / "report.md").read_text()
-    assert "- **jobs:** 8: 8 finished, 0 failed (4 configurations;" in md
+    assert "- **jobs:** 8: 8 finished, 0 failed (3 configurations;" in md
     rows = table(md)
     expected = jobs_by_config(sweep)
-    assert [(unbold(r["regularizer"]), unbold(r["regularizer.alpha"])) for r in rows] == [
-        ("none", "0.001"),
-        ("none", "0.01"),
-        ("l1", "0.001"),
-        ("l1", "0.01"),
-    ]
-    for row in rows:
-        accs = [
-            m["test/acc"]
-            for m in expected[unbold(row["regularizer"]), unbold(row["regularizer.alpha"])]
-        ]
+    names = [(unbold(r["regularizer"]), unbold(r["regularizer.alpha"])) for r in rows]
+    assert names == [("none", "(ignored)"), ("l2", "0.0001"), ("l2", "0.001")]
+    for row, name in zip(rows, names, strict=True):
+        runs = [a for per_seed in expected[name].values() for a in per_seed]
+        assert unbold(row["runs"]) == str(len(runs)) == ("4" if name[0] == "none" else "2")
+        accs = [statistics.mean(per_seed) for per_seed in expected[name].values()]  # per seed
         mean, std = parse_mean_std(row[METRIC])
         assert mean == pytest.approx(statistics.mean(accs), abs=5e-5)
         assert std == pytest.approx(statistics.stdev(accs), abs=5e-5)
     width, height = png_size(sweep / "report.png")
     assert 700 <= width <= 1400 and 300 <= height <= 1200
+
+
+@pytest.mark.slow
+def test_sweep_compares_each_configuration_with_the_control(sweeps):
+    """report.json's paired differences are scipy's, computed here from the jobs' files."""
+    from scipy import stats
+
+    _, sweep = sweeps["ok"]
+    for job in sweep.iterdir():  # what the runs recorded: NoPenalty ignores alpha
+        if (job / "run.json").is_file() and "regularizer=none" in (
+            job / ".hydra/overrides.yaml"
+        ).read_text():
+            assert json.loads((job / "run.json").read_text())["ignored"] == ["regularizer.alpha"]
+    doc = json.loads((sweep / "report.json").read_text())
+    assert doc["control"] == {"regularizer": "none", "debug": "fast", "threads": "1"}
+    expected = jobs_by_config(sweep)
+    control = {s: statistics.mean(v) for s, v in expected["none", "(ignored)"].items()}
+    for entry in doc["configurations"][1:]:
+        per_seed = expected["l2", entry["overrides"]["regularizer.alpha"]]
+        seeds = sorted(per_seed)
+        x, c = [per_seed[s][0] for s in seeds], [control[s] for s in seeds]
+        d = [a - b for a, b in zip(x, c, strict=True)]
+        vs = entry["vs_control"]
+        assert vs["n"] == 2 and vs["diff"] == pytest.approx(statistics.mean(d), abs=1e-12)
+        if statistics.stdev(d) > 0:
+            low, high = stats.t.interval(0.95, 1, loc=statistics.mean(d), scale=stats.sem(d))
+            assert (vs["ci_low"], vs["ci_high"]) == pytest.approx((low, high), abs=1e-12)
+            assert vs["p_value"] == pytest.approx(stats.ttest_rel(x, c).pvalue, abs=1e-12)
+    assert doc["configurations"][0]["control"] and doc["configurations"][0]["vs_control"] is None
 
 
 @pytest.mark.slow

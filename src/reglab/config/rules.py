@@ -50,6 +50,7 @@ RULES: Sequence[Rule] = (
     ("data.eval_batch_size", lambda v: _int(v) and v >= 1, "an integer ≥ 1"),
     ("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     ("data.test_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("data.folds", lambda v: v is None or (_int(v) and v >= 2), "null or an integer ≥ 2"),
     ("data.in_memory", lambda v: isinstance(v, bool), "true or false"),
     ("data.download", lambda v: isinstance(v, bool), "true or false"),
     ("data.num_workers", lambda v: _int(v) and v >= 0, "an integer ≥ 0"),
@@ -182,9 +183,11 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
         if not ok(value):
             raise ConfigError(f"{key}={_show(value)} is not allowed (allowed: {allowed})")
+    _validate_folds(cfg)
     _validate_model_data(cfg)
     protocol = str(OmegaConf.select(cfg, "protocol._target_", default="") or "")
-    if not protocol.endswith("EarlyStopping71") and protocol and cfg.data.val_fraction == 0:
+    no_val = cfg.data.val_fraction == 0 and not _folds_set(cfg)
+    if not protocol.endswith("EarlyStopping71") and protocol and no_val:
         raise ConfigError(
             f"data.val_fraction=0 leaves {protocol.rsplit('.', 1)[-1]} no validation split"
             " (allowed: data.val_fraction > 0, or protocol=early_stopping)"
@@ -221,11 +224,25 @@ def validate(cfg: DictConfig) -> None:
     if size is not None and not (_int(size) and size >= 1):
         raise ConfigError(f"data.train_size={size} is not allowed (allowed: an integer ≥ 1)")
     val, test = cfg.data.val_fraction, cfg.data.test_fraction
-    if val + test >= 1:
+    if val + test >= 1 and not _folds_set(cfg):
         raise ConfigError(
             f"data.val_fraction + data.test_fraction = {val} + {test} ≥ 1 leaves no training"
             " data (allowed: a sum < 1)"
         )
+
+
+def _folds_set(cfg: DictConfig) -> bool:
+    """With data.folds, a fold validates and data.val_fraction is unused."""
+    return bool(OmegaConf.select(cfg, "data.folds", default=None))
+
+
+def _validate_folds(cfg: DictConfig) -> None:
+    """data.fold names one of data.folds' folds (0 when there are none: the plain split)."""
+    folds = OmegaConf.select(cfg, "data.folds", default=None)
+    fold = OmegaConf.select(cfg, "data.fold", default=0)
+    allowed = f"an integer in [0, {folds - 1}]" if folds else "0 without data.folds"
+    if not (_int(fold) and 0 <= fold < (folds or 1)):
+        raise ConfigError(f"data.fold={_show(fold)} is not allowed (allowed: {allowed})")
 
 
 def _model_kind(cfg: DictConfig) -> str:

@@ -33,12 +33,14 @@ class DataModule(Splitting, pl.LightningDataModule):
     """A data set loaded by `source` (any callable returning X, y), split and standardized.
 
     Splits are fractions of the whole set, stratified for classification, drawn with
-    `random_state=seed`. Features are standardized with the training split's mean and
-    population standard deviation (scikit-learn's StandardScaler, per feature); regression
-    targets are left as they are. Examples keep their natural shape: (N, C, H, W) for image
-    data (`image_shape`; `auto`: the source's), (N, features) for tables; `feature_mean`
-    and `feature_std` are per feature, flat (C·H·W values for images), also under
-    `normalize=channel` (one mean and std per channel, over the training split's pixels).
+    `random_state=seed`; with `folds=k`, validation is fold `fold` of a seeded k-fold split
+    of the non-test rows (`splitting.py`). Features are standardized with the training
+    split's mean and population standard deviation (scikit-learn's StandardScaler, per
+    feature); regression targets are left as they are. Examples keep their natural shape:
+    (N, C, H, W) for image data (`image_shape`; `auto`: the source's), (N, features) for
+    tables; `feature_mean` and `feature_std` are per feature, flat (C·H·W values for
+    images), also under `normalize=channel` (one mean and std per channel, over the
+    training split's pixels).
     """
 
     def __init__(
@@ -49,6 +51,8 @@ class DataModule(Splitting, pl.LightningDataModule):
         eval_batch_size: int = 4096,
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
+        folds: int | None = None,
+        fold: int = 0,
         image_shape: tuple[int, ...] | str | None = None,
         train_size: int | None = None,
         bootstrap: int | None = None,
@@ -67,6 +71,7 @@ class DataModule(Splitting, pl.LightningDataModule):
         self.source, self.task = source, task
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.folds, self.fold = folds, fold  # k-fold CV: fold `fold` of `folds` validates
         self.image_shape = tuple(image_shape) if image_shape and image_shape != "auto" else None
         self.normalize, self.in_memory, self.num_workers = normalize, in_memory, num_workers
         self.classes: list[str] | None = None  # class names of a real data set (classes.json)

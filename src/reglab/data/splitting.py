@@ -8,7 +8,7 @@ draw the same partitions (scikit-learn's splitters look only at the count and th
 """
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 UNLABELED = -1  # the class of a training example whose label is hidden (semi-supervised)
 
@@ -20,6 +20,8 @@ class Splitting:
     seed: int
     test_fraction: float
     val_fraction: float
+    folds: int | None
+    fold: int
     train_size: int | None
     labels_per_example: int | None
     task_columns: list[int]
@@ -30,11 +32,13 @@ class Splitting:
         self, x: np.ndarray, y: np.ndarray, official_test: bool = False
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Test and validation splits as fractions of the whole set; with the publisher's
-        own test set (`official_test`), only validation, as a fraction of the training set."""
+        own test set (`official_test`), only validation, as a fraction of the training set.
+        With `folds`, validation is fold `fold` of the non-test rows instead (`_fold_split`)."""
         parts = {}
         rest = (x, y)
         test_fraction = 0 if official_test else self.test_fraction
-        for name, fraction in (("test", test_fraction), ("val", self.val_fraction)):
+        val_fraction = 0 if self.folds else self.val_fraction
+        for name, fraction in (("test", test_fraction), ("val", val_fraction)):
             if fraction <= 0:
                 continue
             # fractions are of the whole set, not of what the previous split left
@@ -51,8 +55,25 @@ class Splitting:
                 ) from err
             parts[name] = (x_part, y_part)
             rest = (x_rest, y_rest)
+        if self.folds:
+            rest, parts["val"] = self._fold_split(*rest)
         parts["train"] = rest
         return parts
+
+    def _fold_split(self, x: np.ndarray, y: np.ndarray) -> tuple[tuple, tuple]:
+        """(the other folds, fold `fold`) of k-fold cross-validation over the non-test rows:
+        scikit-learn's KFold (StratifiedKFold for classification), shuffled with the seed,
+        so GridSearchCV given the same splitter sees the same folds."""
+        kind = StratifiedKFold if self.task == "classification" else KFold
+        splitter = kind(n_splits=self.folds, shuffle=True, random_state=self.seed)
+        try:
+            train, val = list(splitter.split(x, y if kind is StratifiedKFold else None))[self.fold]
+        except ValueError as err:  # more folds than rows, or than a class has examples
+            raise ValueError(
+                f"data.folds={self.folds} cannot split {len(y)} examples: {err}"
+                " (allowed: fewer folds)"
+            ) from err
+        return (x[train], y[train]), (x[val], y[val])
 
     def _subsample(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`train_size` examples of the training split (stratified, a function of the seed)."""

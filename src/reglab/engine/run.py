@@ -57,6 +57,25 @@ class Run:
     ensemble: "SingleModel"  # the ensemble strategy: it picks the protocol too
     ckpt_path: Path | None = None  # resume from this checkpoint (`resume=<run dir>`)
 
+    @property
+    def ignored(self) -> list[str]:
+        """The config keys the chosen options accept but ignore (a `_target_`'s `ignores`,
+        e.g. `regularizer.alpha` under `regularizer=none`), for run.json and the report."""
+        return ignored_keys(self.cfg)
+
+
+def ignored_keys(cfg: DictConfig) -> list[str]:
+    """`<group>.<key>` for each key that a group's `_target_` class declares it ignores."""
+    keys = []
+    for group in cfg:
+        target = OmegaConf.select(cfg, f"{group}._target_", default=None)
+        try:
+            ignores = getattr(get_object(target), "ignores", ()) if target else ()
+        except Exception:  # a target that does not import: `build` has said so already
+            continue
+        keys += [f"{group}.{key}" for key in ignores if isinstance(ignores, tuple)]
+    return keys
+
 
 class SingleModel:
     """`ensemble=none`: one network in the configured objective, trained by the configured

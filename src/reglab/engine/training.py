@@ -50,6 +50,16 @@ def test(outcome: Outcome, run: Run) -> dict[str, float]:
     return {k: float(v) for k, v in outcome.module.test_results.items()}
 
 
+def final_validation(outcome: Outcome, run: Run) -> dict[str, float]:
+    """`val/final_loss` and `val/final_<acc|mse>` of the parameters the run ended with: what
+    the sweep report averages over the folds of k-fold cross-validation. None when the last
+    phase trained on the validation split (7.2, 7.3), which then measures nothing."""
+    if not run.dm.has("val") or run.dm.train_on_val:
+        return {}
+    values = outcome.module.evaluate(*run.dm.splits["val"])
+    return {f"val/final_{key}": value for key, value in values.items()}
+
+
 def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path) -> None:
     fig = learning_curve.plot(
         outcome.module.history,
@@ -83,7 +93,8 @@ def save_test_records(outcome: Outcome, run: Run) -> None:
 def stop(run: Run, trainer: pl.Trainer, record: dict[str, Any], seconds: float) -> None:
     """A run that ends early keeps what it wrote: run.json says why, loggers are closed."""
     if trainer.is_global_zero:
-        write_json(run.run_dir / "run.json", {**record, "seconds": round(seconds, 3)})
+        record = {**record, "seconds": round(seconds, 3), "ignored": run.ignored}
+        write_json(run.run_dir / "run.json", record)
     close_loggers(trainer.loggers, "failed" if record["status"] == "failed" else "KILLED")
 
 
@@ -101,6 +112,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer = outcome.trainer
         fit_seconds = round(time.perf_counter() - start, 3)
         metrics = {**test(outcome, run), **outcome.metrics, **outcome.module.weight_stats()}
+        metrics |= final_validation(outcome, run)
         metrics |= outcome.module.constraint_stats(*run.dm.splits["train"])
     except NonFiniteLossError as err:
         record = {"status": "failed", "error": str(err)}
@@ -130,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log_final(trainer.loggers, hparams, metrics, outcome.module.step, logged)
     write_json(run.run_dir / "metrics.json", metrics)
     timing = {"seconds": seconds, "fit_seconds": fit_seconds, "threads": torch.get_num_threads()}
-    write_json(run.run_dir / "run.json", {"status": "completed", **timing})
+    write_json(run.run_dir / "run.json", {"status": "completed", **timing, "ignored": run.ignored})
     log_run_files(trainer.loggers, run.run_dir)  # MLflow's artifacts: the files just written
     close_loggers(trainer.loggers)
     log.info("final metrics:\n%s", format_table(metrics))

@@ -65,7 +65,13 @@ def penalized_parameters(model: nn.Module, include_bias: bool = False) -> list[T
 
 
 class Regularizer:
-    """Ω(θ) = 0: no penalty (the control run)."""
+    """Ω(θ) = 0: no penalty (the control run).
+
+    `ignores`: the constructor's keys a class accepts but does not use; runs record them
+    (run.json), so the sweep report counts runs that differ only in them as one configuration.
+    """
+
+    ignores: tuple[str, ...] = ()
 
     def __init__(self, alpha: float = 0.0, include_bias: bool = False) -> None:
         self.alpha = float(alpha)
@@ -89,7 +95,11 @@ class Regularizer:
         return f"{type(self).__name__}(alpha={self.alpha:g}, include_bias={self.include_bias})"
 
 
-NoPenalty = Regularizer
+class NoPenalty(Regularizer):
+    """Ω = 0, the control: α is accepted, so that a sweep over regularizer.alpha can include
+    it, and ignored."""
+
+    ignores = ("alpha",)
 
 
 def _sum_sq(weights: list[Tensor]) -> Tensor:
