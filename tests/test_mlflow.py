@@ -49,6 +49,18 @@ def test_metrics_are_logged_per_step(tracked):
     assert len(steps) == 3 and steps == sorted(steps) and steps[-1] == metrics["stopped_step"]
 
 
+def test_a_nested_group_choice_is_a_param_beside_its_parent_group(tmp_path):
+    """`model=multitask` from the command line chooses `model/trunk=mlp` too (Hydra's
+    choices, in the params of CLI runs); MLflow's file store keeps a param as a file named
+    by its key, so `model/trunk` beside `model` ended the run with NotADirectoryError."""
+    store = f"file:{tmp_path}/mlruns"
+    logger = MLFlowLogger(tracking_uri=store, run_dir=str(tmp_path / "run"))
+    logger.log_hyperparams({"model": "multitask", "model/trunk": "mlp", "optimizer.lr": 0.1})
+    logger.finalize("success")
+    found = mlflow.tracking.MlflowClient(store).get_run(logger.run_id)
+    assert found.data.params == {"model": "multitask", "model.trunk": "mlp", "optimizer.lr": "0.1"}
+
+
 def test_params_are_the_flat_config(tracked):
     _, run_dir, found, _ = tracked
     params = found.data.params

@@ -60,6 +60,12 @@ class MLFlowLogger(pl.loggers.MLFlowLogger):
         )
         self.tracking_uri = uri
 
+    def log_hyperparams(self, params: Any) -> None:
+        # the file store keeps a param as a file named by its key, so the chosen option of
+        # a nested group (`model/trunk`) would need `model`, another param, as a directory
+        flat = params if isinstance(params, dict) else vars(params)
+        super().log_hyperparams({str(k).replace("/", "."): v for k, v in flat.items()})
+
 
 def ui_commands(loggers: Sequence[pl.loggers.Logger]) -> list[str]:
     """The `mlflow ui` command that shows each MLflow logger's store (the full mlflow package:
