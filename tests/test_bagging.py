@@ -364,3 +364,14 @@ def test_ten_member_ensemble_beats_its_mean_member_on_digits(train_api):
 def test_members_train_on_augmented_batches_when_augmentation_is_on(tmp_path):
     run = build(compose([*SMALL, "augmentation=[affine,noise]"], output_dir=tmp_path))
     assert run.module.augment is not None and len(run.module.augment) == 2
+
+
+@pytest.mark.parametrize("vectorized", ["true", "false"])
+def test_the_final_validation_scores_the_ensemble(train_api, vectorized):
+    """`val/final_loss` (the report's k-fold score) is the soft vote's J on the validation
+    split with θ*, so (vectorized) it equals the best validation loss early stopping saw; it was a
+    traceback (the members' (k, n, C) fed to the loss) on every bagged run."""
+    metrics, _ = train_api(*SMALL, f"ensemble.vectorized={vectorized}")
+    if vectorized == "true":  # (sequential members each stop on their own: no val/best)
+        assert metrics["val/final_loss"] == pytest.approx(metrics["val/best"], rel=1e-5)
+    assert 0 < metrics["val/final_loss"] < math.log(10) and 0.5 < metrics["val/final_acc"] <= 1

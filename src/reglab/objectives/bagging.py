@@ -102,6 +102,15 @@ class BaggingModule(RegLabModule):
         if split == "test":
             self._add_error_moments(members, y)
 
+    def scores(self, prediction: Tensor, y: Tensor) -> dict[str, float]:
+        """The ensemble's, as validation scores it: the soft vote's J, the configured vote's
+        metric (`prediction` is the members' (k, batch, …))."""
+        soft, chosen = (vote(prediction, self.task, rule) for rule in ("soft", self.vote))
+        return {
+            "loss": self.eval_loss(soft, y).item(),
+            self.metric_name: self._batch_metric(chosen, y).item(),
+        }
+
     def _unreduced_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
         if self.task == "classification":
             return F.nll_loss(prediction, y, reduction="none")

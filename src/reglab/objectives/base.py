@@ -325,6 +325,10 @@ class RegLabModule(TestRecords, WeightStatistics, pl.LightningModule):
         x, y = x[:].to(self.device), y.to(self.device)
         prediction = self.predict(x)
         self.net.train(was_training)
+        return self.scores(prediction, y)
+
+    def scores(self, prediction: Tensor, y: Tensor) -> dict[str, float]:
+        """J and the metric of a `predict` output (an ensemble combines its members first)."""
         return {
             "loss": self.eval_loss(prediction, y).item(),
             self.metric_name: self._batch_metric(prediction, y).item(),
