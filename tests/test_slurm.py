@@ -25,7 +25,7 @@ LOCAL_CONF = Path(os.environ.get("SLURM_LOCAL_DIR", "/tmp/reglab-slurm")) / "slu
 USABLE = {"idle", "mixed", "allocated", "completing"}  # node states that will run a job
 UNFINISHED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING"}  # job states
 # what a sweep directory holds besides its job directories
-SWEEP_FILES = {".submitit", "multirun.yaml", "report.md", "report.png"}
+SWEEP_FILES = {".submitit", "multirun.yaml", "report.md", "report.json", "report.png"}
 
 
 @dataclass
@@ -166,8 +166,10 @@ def test_ddp_job_runs_as_two_slurm_tasks_and_writes_one_run(slurm, job_name, tmp
 # -- a time limit that ends mid-run ------------------------------------------------------------
 # SLURM sends a job SIGUSR2 `signal_delay_s` before its time limit, at slurmctld's next check
 # of time limits (every 30 s). The job starts with a long limit; once it is training, the
-# test lowers the limit to 50 s past the job's elapsed time, within the 60 s warning, so the
-# signal lands mid-run whatever the imports cost; the run writes last.ckpt at that step,
+# test lowers the limit to 75 s past the job's elapsed time, within the 90 s warning, so the
+# signal lands mid-run whatever the imports cost, and the 45 s or more left after it cover the
+# checkpoint and submitit's `scontrol requeue` on a loaded machine (with 20 s left, the limit's
+# SIGTERM once killed the requeue); the run writes last.ckpt at that step,
 # records it, and submitit requeues the job. The test then raises the requeued job's limit
 # again, and the second slot ends the run. The training (a 32-unit MLP for 5,000 epochs,
 # ~40 s on a quiet core here) outlasts the wait for the signal (at most ~35 s).
@@ -202,7 +204,7 @@ def _limit_mid_run(run_dir: Path, submitit_dir: Path, proc: subprocess.Popen) ->
                 text=True,
                 timeout=15,
             )
-            _set_limit(job, _seconds(elapsed.stdout.strip()) + 50)
+            _set_limit(job, _seconds(elapsed.stdout.strip()) + 75)
             lowered = True
         status = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
         if status.get("status") == "interrupted":
@@ -222,7 +224,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
 ):
     sweep, cwd = tmp_path / "sweep", tmp_path / "cwd"
     cwd.mkdir()
-    launcher = slurm.launcher(job_name, timeout_min=15, signal_delay_s=60, max_num_timeout=1)
+    launcher = slurm.launcher(job_name, timeout_min=15, signal_delay_s=90, max_num_timeout=1)
     args = ["-m", *LONG_RUN, *launcher, f"hydra.sweep.dir={sweep}"]
     args.append(f"hydra.launcher.submitit_folder={sweep}/.submitit/%j")
     proc = subprocess.Popen(  # the sweep's launching process waits for the job, requeues too
