@@ -212,3 +212,43 @@ def test_report_json_holds_the_table(tmp_path):
         assert entry["std"] == pytest.approx(statistics.stdev(values))
     vs = doc["configurations"][1]["vs_control"]
     assert set(vs) >= {"diff", "ci_low", "ci_high", "p_value", "p_holm"}
+
+
+def test_multitask_sweeps_compare_each_task_not_the_summed_loss(tmp_path):
+    """All tasks on one trunk vs each task alone: the summed test/loss of one task is
+    smaller than that of two, so comparing it called every single-task run "better". Each
+    task's metric is compared instead, paired over seeds, Holm over all the tests."""
+    t0_all, t0_alone = [0.60, 0.62, 0.58, 0.61], [0.70, 0.71, 0.69, 0.72]  # mse: lower wins
+    t1_all, t1_alone = [0.80, 0.70, 0.85, 0.75], [0.78, 0.74, 0.80, 0.79]  # accuracy: noise
+    jobs = {
+        "data.use_tasks=null": lambda s: {"test/t0/mse": t0_all[s], "test/t1/acc": t1_all[s]},
+        "data.use_tasks=[t0]": lambda s: {"test/t0/mse": t0_alone[s]},
+        "data.use_tasks=[t1]": lambda s: {"test/t1/acc": t1_alone[s]},
+    }
+    for num, (override, metrics) in enumerate(jobs.items()):
+        for seed in range(4):
+            values = {**metrics(seed), "test/loss": sum(metrics(seed).values())}
+            typed = [override, f"seed={seed}"]
+            config = composed(typed, {"seed": 0, "data": {"use_tasks": None}})
+            write_job(tmp_path, 4 * num + seed, typed, values, {"seconds": 1.0}, config=config)
+    doc = document(tmp_path, control="data.use_tasks=null")
+    by = {json.dumps(e["overrides"]): e for e in doc["configurations"]}
+    t0 = by['{"data.use_tasks": "[t0]"}']
+    t1 = by['{"data.use_tasks": "[t1]"}']
+    assert t0["vs_control"] is None and t1["vs_control"] is None  # not on the summed loss
+    raw = {
+        "t0": stats.ttest_rel(t0_alone, t0_all).pvalue,
+        "t1": stats.ttest_rel(t1_alone, t1_all).pvalue,
+    }
+    vs0, vs1 = t0["vs_control_tasks"]["test/t0/mse"], t1["vs_control_tasks"]["test/t1/acc"]
+    assert set(t0["vs_control_tasks"]) == {"test/t0/mse"}  # only the task it trained
+    assert vs0["diff"] == pytest.approx(np.mean(np.subtract(t0_alone, t0_all)))
+    assert vs0["p_value"] == pytest.approx(raw["t0"]) and vs1["p_value"] == pytest.approx(raw["t1"])
+    assert vs0["p_holm"] == pytest.approx(min(1, 2 * min(raw.values())))  # m = 2 tests
+    assert vs0["verdict"] == "worse" and vs1["verdict"] == "no difference"
+    assert doc["best"] is None
+    rows = table((tmp_path / "report.md").read_text(), "## Per task, against the control")
+    assert [(r["task"], unbold(r[""])) for r in rows] == [
+        ("`test/t0/mse`", "worse than the control"),
+        ("`test/t1/acc`", "no difference at 5 %"),
+    ]

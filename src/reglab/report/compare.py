@@ -10,7 +10,7 @@ chance of any false "better" or "worse" among the m comparisons at 5 %.
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reglab.report.configurations import as_number
 from reglab.report.jobs import ReportError
@@ -67,18 +67,43 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def compare(rows: list[Row], control: Row, key: str) -> dict[int, Comparison]:
-    """id(row) → its comparison with `control` on metric `key`, Holm-corrected together."""
+def _pair_rows(
+    rows: list[Row], control: Row, key: str, only_having: bool = False
+) -> dict[int, Comparison]:
+    """id(row) → its paired comparison with `control` on `key` (`only_having`: for the rows
+    whose runs report `key`; the others are left out rather than shown as unpaired)."""
     base = control.per_seed(key)
     out = {}
     for row in rows:
         if row is not control and row.finished:
             mine = row.per_seed(key)
             seeds = [s for s in mine if s in base]
-            out[id(row)] = paired([mine[s] for s in seeds], [base[s] for s in seeds])
-    tested = [c for c in out.values() if c.p_value is not None]
+            if mine or not only_having:
+                out[id(row)] = paired([mine[s] for s in seeds], [base[s] for s in seeds])
+    return out
+
+
+def _correct(comparisons: list[Comparison]) -> None:
+    """Holm's p over the comparisons that have a p-value, set in place: one family."""
+    tested = [c for c in comparisons if c.p_value is not None]
     for comparison, p in zip(tested, holm([c.p_value for c in tested]), strict=True):
         comparison.p_holm = p
+
+
+def compare(rows: list[Row], control: Row, key: str) -> dict[int, Comparison]:
+    """id(row) → its comparison with `control` on metric `key`, Holm-corrected together."""
+    out = _pair_rows(rows, control, key)
+    _correct(list(out.values()))
+    return out
+
+
+def task_comparisons(sweep: Sweep, control: Row) -> dict[str, dict[int, Comparison]]:
+    """Multi-task sweeps whose runs trained different tasks (all tasks vs each alone): the
+    summed loss has no common scale, so each task's test metric is compared instead, over
+    the configurations that trained that task; Holm's correction over all of them."""
+    keys = sorted(set().union(*sweep.task_sets()))
+    out = {key: _pair_rows(sweep.rows, control, key, only_having=True) for key in keys}
+    _correct([c for by_row in out.values() for c in by_row.values()])
     return out
 
 
@@ -136,6 +161,7 @@ class Analysis:
     best: Row | None  # k-fold: the configuration CV selects; else the best of the better
     better: int = 0  # configurations better than the control (Holm p < 5 %)
     worse: int = 0
+    tasks: dict[str, dict[int, Comparison]] = field(default_factory=dict)  # key → as above
 
 
 def best_row(rows: list[Row], key: str, higher_is_better: bool) -> Row | None:
@@ -151,6 +177,8 @@ def analyse(sweep: Sweep, control: str | None = None) -> Analysis:
     CV the best mean validation metric (GridSearchCV's choice); otherwise only among the
     configurations better than the control, so noise never makes a winner."""
     row = choose_control(sweep, control)
+    if len(sweep.task_sets()) > 1:  # losses summed over different tasks: compare per task
+        return Analysis(row, {}, None, tasks=task_comparisons(sweep, row))
     comparisons = compare(sweep.rows, row, sweep.metric)
     verdicts = {i: c.verdict(sweep.higher_is_better) for i, c in comparisons.items()}
     better = [r for r in sweep.rows if verdicts.get(id(r)) == "better"]
@@ -158,7 +186,5 @@ def analyse(sweep: Sweep, control: str | None = None) -> Analysis:
         best = best_row(sweep.rows, sweep.metric, sweep.higher_is_better)
     else:
         best = best_row(better, sweep.metric, sweep.higher_is_better) or next(iter(better), None)
-    if len(sweep.task_sets()) > 1:
-        best = None  # losses summed over different tasks: no common scale
     worse = sum(v == "worse" for v in verdicts.values())
     return Analysis(row, comparisons, best, len(better), worse)

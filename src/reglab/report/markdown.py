@@ -135,27 +135,61 @@ def _table(sweep: Sweep, analysis: Analysis) -> list[str]:
     return lines
 
 
-def _comparison_cells(sweep: Sweep, row: Row, c: Comparison | None) -> list[str]:
-    """Shared seeds, difference, CI, p, Holm's p and the verdict of one configuration."""
+def _comparison_cells(
+    sweep: Sweep, row: Row, c: Comparison | None, key: str | None = None
+) -> list[str]:
+    """Shared seeds, difference, CI, p, Holm's p and the verdict of one configuration on
+    `key` (default: the sweep's metric)."""
+    key = key or sweep.metric
     if c is None:
         return ["—", "control" if row.finished else "failed", "", "", "", ""]
     if c.diff is None:
         return ["0", MISSING, "", "", "", "no seed shared with the control"]
-    scale = row.stat(sweep.metric)[0] or 1.0
+    scale = row.stat(key)[0] or 1.0
     diff = fmt_signed(c.diff, scale)
     if c.ci_low is None:
         return [str(c.n), diff, "", "", "", "fewer than 2 shared seeds: no test"]
     ci = f"[{fmt_signed(c.ci_low, scale)}, {fmt_signed(c.ci_high, scale)}]"
     if c.p_value is None:
         return [str(c.n), diff, ci, "", "", "the same difference at every seed: no test"]
-    verdict = VERDICTS[c.verdict(sweep.higher_is_better)]
+    higher = sweep.higher_is_better if key == sweep.metric else key.endswith("/acc")
+    verdict = VERDICTS[c.verdict(higher)]
     return [str(c.n), diff, ci, fmt_p(c.p_value), fmt_p(c.p_holm), verdict]
+
+
+def _task_control_table(sweep: Sweep, analysis: Analysis) -> list[str]:
+    """Multi-task sweeps of different task sets: each task's metric against the control's,
+    for the configurations that trained the task."""
+    tested = sum(c.p_holm is not None for by in analysis.tasks.values() for c in by.values())
+    names, numeric = _key_columns(sweep)
+    lines = [
+        "",
+        f"## Per task, against the control ({row_label(analysis.control.values, sweep.keys)})",
+        "",
+        "Each task's test metric, configuration − control, paired over the seeds both ran;"
+        f" Holm's correction across all {plural(tested, 'test')}.",
+        "",
+        "| "
+        + " | ".join(["task", *names, "seeds", "difference", "95 % CI", "p", "p (Holm)", ""])
+        + " |",
+        _rule([False, *numeric, True, True, True, True, True, False]),
+    ]
+    for key, by_row in analysis.tasks.items():
+        for row in sweep.rows:
+            if (found := by_row.get(id(row))) is not None:
+                labels = [f"`{key}`", *(cell(row.values[k]) for k in sweep.keys)]
+                lines.append(
+                    "| " + " | ".join(labels + _comparison_cells(sweep, row, found, key)) + " |"
+                )
+    return lines
 
 
 def _control_table(sweep: Sweep, analysis: Analysis) -> list[str]:
     """Each configuration against the control, paired over shared seeds."""
     if len(sweep.rows) < 2:
         return []
+    if analysis.tasks:
+        return _task_control_table(sweep, analysis)
     tested = sum(c.p_holm is not None for c in analysis.comparisons.values())
     folds = " (each seed's folds averaged)" if sweep.folds else ""
     names, numeric = _key_columns(sweep)

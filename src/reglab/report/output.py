@@ -39,7 +39,12 @@ def _configuration(sweep: Sweep, analysis: Analysis, row: Row) -> dict[str, Any]
         entry["test"] = {"metric": sweep.test_metric, **_stat(row, sweep.test_metric)}
     entry["control"] = row is analysis.control
     vs = _vs_control(comparison, sweep.higher_is_better) if comparison else None
-    return {**entry, "vs_control": vs}
+    entry["vs_control"] = vs
+    if analysis.tasks:  # multi-task sweeps of different task sets: per task instead
+        tasks = {key: by_row.get(id(row)) for key, by_row in analysis.tasks.items()}
+        found = {k: _vs_control(c, k.endswith("/acc")) for k, c in tasks.items() if c}
+        entry["vs_control_tasks"] = found
+    return entry
 
 
 def report_json(sweep: Sweep, analysis: Analysis) -> dict[str, Any]:
