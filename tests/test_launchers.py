@@ -30,6 +30,21 @@ def test_joblib_sweep_runs_every_job_with_cores_shared_between_them(tmp_path):
         assert read_metrics(parallel / job) == read_metrics(serial / job)
 
 
+def test_a_failed_joblib_job_has_its_error_in_its_directory_and_the_report(tmp_path):
+    """Under joblib the job runs in a worker process: the report's callback never sees its
+    error, which the job therefore records itself (run.json, its log)."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "optimizer.lr=-1", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0
+    run = read_json(sweep / "0" / "run.json")
+    assert run["status"] == "failed" and run["error"].startswith("ConfigError: optimizer.lr")
+    assert "ConfigError: optimizer.lr" in (sweep / "0" / "cli.log").read_text()
+    assert (
+        "no finished jobs" in proc.stderr
+        and "first error: ConfigError: optimizer.lr" in proc.stderr
+    )
+
+
 def test_submitit_local_runs_the_same_jobs_end_to_end(tmp_path):
     """The SLURM launcher's code path (submitit), runnable without SLURM."""
     proc = run_cli(

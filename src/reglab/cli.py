@@ -8,8 +8,11 @@ side by side instead of after the launcher has (about 5 s of imports on this pro
 2-core machines).
 """
 
+import json
+import logging
 import math
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from reglab.config import CONFIG_DIR, ConfigError, Interrupted, RunFailed, resume_config, validate
+
+log = logging.getLogger("reglab")
 
 
 def _check(cfg: DictConfig) -> None:
@@ -40,6 +45,7 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
         sys.exit(err.exit_code)
     except (ConfigError, RunFailed) as err:
         if multirun:
+            _record_failure(Path(cfg.output_dir), err)
             raise  # Hydra records the failed job and the sweep goes on
         print(f"reglab: error: {err}", file=sys.stderr)
         sys.exit(2 if isinstance(err, ConfigError) else 1)
@@ -48,6 +54,18 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
     if multirun and math.isnan(objective or 0.0):
         raise RunFailed(f"{cfg.optimized_metric} is NaN, which a sweeper cannot rank")
     return objective
+
+
+def _record_failure(job_dir: Path, err: Exception) -> None:
+    """A sweep job's error in its own directory (run.json, its log), where the sweep report
+    reads it: under joblib or SLURM the job runs in another process than the report's
+    callback, which never sees Hydra's job return. A run.json the run wrote is kept."""
+    log.error("%s: %s", type(err).__name__, err)
+    record = job_dir / "run.json"
+    if not record.exists():
+        job_dir.mkdir(parents=True, exist_ok=True)
+        error = f"{type(err).__name__}: {err}"
+        record.write_text(json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
 
 
 def main() -> None:
