@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
 from reglab.objectives.statistics import WeightStatistics
+from reglab.objectives.stepping import DirectSteps
 from reglab.objectives.test_records import TestRecords
 from reglab.records import log_images
 from reglab.regularization.adversarial import Adversarial
@@ -61,7 +62,7 @@ def _metric(task: str, n_outputs: int) -> torchmetrics.Metric:
     return torchmetrics.MeanSquaredError()
 
 
-class RegLabModule(TestRecords, WeightStatistics, pl.LightningModule):
+class RegLabModule(DirectSteps, TestRecords, WeightStatistics, pl.LightningModule):
     """`net` trained on J̃ = J + α·Ω with `optimizer`, one minibatch per optimizer step."""
 
     def __init__(
@@ -190,13 +191,13 @@ class RegLabModule(TestRecords, WeightStatistics, pl.LightningModule):
             with self.noise.perturbed(self.weights):  # weight noise: gone before the update
                 output, loss = self.regularized_loss(xb, yb)
                 opt.zero_grad(set_to_none=True)
-                self.manual_backward(loss)
+                self.backward_(loss)
             self.regularizer.add_grad_(self.weights)
             if self.clip_val:
                 self.clip_(opt)
             lr = opt.param_groups[0]["lr"]
             self.regularizer.before_step_(self.weights, lr)
-            opt.step()
+            self.step_(opt)
             self.regularizer.after_step_(self.weights, lr, opt.optimizer)
             if self.constraint is not None:
                 self.constraint.project_(self.weights)
