@@ -350,6 +350,11 @@ class RegLabModule(pl.LightningModule):
             return self.inference.combine(outputs, self.task)
         return weight_scaling(self.net, x, self.task)
 
+    def combine_models(self, prediction: Tensor) -> Tensor:
+        """The one prediction scored from the models' (one model's is its own; an ensemble
+        votes: objectives/bagging.py)."""
+        return prediction
+
     def eval_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
         if self.task == "classification":
             return F.nll_loss(prediction, y)
@@ -358,7 +363,9 @@ class RegLabModule(pl.LightningModule):
     def _accumulate_mc(self, outputs: Tensor, y: Tensor, split: str) -> None:
         """Sums for the test metric with the first T masks, T = 1, 2, 5, …, and the entropy."""
         for t in self.inference.curve(outputs, self.task):
-            prediction = self.inference.combine(outputs[..., :t, :, :], self.task)
+            prediction = self.combine_models(
+                self.inference.combine(outputs[..., :t, :, :], self.task)
+            )
             value = self._batch_metric(prediction, y) * len(y)
             key = f"{split}/{self.metric_name}_mc_T{t}"
             self._mc_sums[key] = self._mc_sums.get(key, 0) + value
