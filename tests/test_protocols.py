@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from reglab import instantiate
 from reglab.config import ConfigError, compose
@@ -21,6 +22,26 @@ FAST = [
     "threads=1",
 ]
 TINY_CNN = ["model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]"]
+# image networks: reglab's CNN and ResNet, and a user's module by _target_ (below)
+NETS = {
+    "cnn": TINY_CNN,
+    "resnet": ["model=resnet", "model.depth=8", "model.width=4", "data.train_size=300"],
+    "user": ["model=linear", "~model.dropout", "model._target_=test_protocols.UserNet"],
+}
+
+
+class UserNet(nn.Module):
+    """A user's network, as reglab never saw it: a convolution, BatchNorm, a linear head."""
+
+    def __init__(self, in_channels: int, out_features: int, width: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width * 16, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.max_pool2d(self.norm(self.conv(x)).relu(), 2)
+        return self.head(h.flatten(1))
 
 
 def run_protocol(tmp_path, name, *overrides):
@@ -75,12 +96,13 @@ def test_continue_to_loss_gives_up_at_the_bound(tmp_path):
     assert all(v >= stop.target for _, v in stop.checks)
 
 
+@pytest.mark.parametrize("net", list(NETS))
 @pytest.mark.parametrize(
     ("name", "extra"),
     [("retrain_all", []), ("continue_to_loss", ["protocol.max_extra_steps=40"])],
 )
-def test_protocols_train_the_cnn_in_both_phases(tmp_path, name, extra):
-    run, outcome, _, theta_0 = run_protocol(tmp_path, name, *TINY_CNN, *extra)
+def test_protocols_train_image_networks_in_both_phases(tmp_path, name, extra, net):
+    run, outcome, _, theta_0 = run_protocol(tmp_path, name, *NETS[net], *extra)
     m = outcome.metrics
     phase2 = outcome.trainer.global_step
     if name == "retrain_all":  # fresh parameters, i* steps on all the training data
@@ -89,8 +111,12 @@ def test_protocols_train_the_cnn_in_both_phases(tmp_path, name, extra):
         assert outcome.module is run.module and 0 < m["protocol/extra_steps"] <= 40
         assert m["protocol/target_met"] == 1 or m["protocol/extra_steps"] == 40
     assert phase2 > 0 and outcome.module.step == outcome.phases[1][0] + phase2
-    conv = outcome.module.net.features[0].weight
-    assert not torch.equal(conv, theta_0["features.0.weight"])  # the convolutions trained
+    state = outcome.module.net.state_dict()
+    conv = next(k for k, v in theta_0.items() if v.dim() == 4)  # the first convolution
+    assert not torch.equal(state[conv], theta_0[conv])  # the convolutions trained
+    norms = [k for k in theta_0 if k.endswith("running_mean")]  # BatchNorm's, where there is
+    assert all(not torch.equal(state[k], theta_0[k]) for k in norms)
+    assert bool(norms) == (net != "cnn")
 
 
 @pytest.mark.parametrize(

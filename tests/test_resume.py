@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import ROOT, read_metrics, run_cli
 from omegaconf import OmegaConf
+from test_protocols import UserNet  # noqa: F401  (its _target_ here: test_resume.UserNet)
 
 import reglab
 from reglab.config import ConfigError, Interrupted
@@ -139,20 +140,30 @@ def test_a_signalled_run_saves_its_step_passes_the_signal_on_and_resumes_to_the_
     assert (run_dir / "metrics.json").read_bytes() == uninterrupted
 
 
+# image networks, tiny: reglab's CNN, a ResNet (BatchNorm: its running statistics resume
+# too) and a user's module with BatchNorm, by _target_
+NETS = {
+    "cnn": ["model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]"],
+    "resnet": ["model=resnet", "model.depth=8", "model.width=4"],
+    "user": ["model=linear", "~model.dropout", "model._target_=test_resume.UserNet"],
+}
+
+
 @pytest.mark.slow  # three runs
-def test_a_cnn_run_continued_for_longer_ends_where_one_run_of_that_length_ends(train_api):
+@pytest.mark.parametrize("net", list(NETS))
+def test_an_image_run_continued_for_longer_ends_where_one_run_of_that_length_ends(train_api, net):
     """In-process: 1 epoch, then resume= with the config's max_epochs raised to 2 (what
     `resume=DIR trainer.max_epochs=2` does on the command line), against 2 epochs at once:
-    the CNN's metrics.json is byte-identical (its state, optimizer and data order resumed)."""
-    tiny = ["model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]", "threads=1"]
-    quiet = [*tiny, "callbacks.progress_bar=null", "callbacks.early_stopping.patience=100"]
+    metrics.json is byte-identical (the network's state, optimizer and data order resumed)."""
+    small = [*NETS[net], "threads=1", "data.train_size=300"]  # 5 steps an epoch
+    quiet = [*small, "callbacks.progress_bar=null", "callbacks.early_stopping.patience=100"]
     _, whole = train_api(*quiet, "trainer.max_epochs=2")
     _, part = train_api(*quiet, "trainer.max_epochs=1")
     saved = OmegaConf.load(part / "config.yaml")
     saved.trainer.max_epochs = 2
     OmegaConf.save(saved, part / "config.yaml")
     reglab.train(reglab.compose([f"resume={part}"], output_dir=part))
-    assert read_metrics(part)["stopped_step"] == 2 * 17
+    assert read_metrics(part)["stopped_step"] == 2 * 5
     assert (part / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
 
 

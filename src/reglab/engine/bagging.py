@@ -47,7 +47,10 @@ class Bagging:
     def stack(self, cfg: DictConfig, dm: DataModule, nets: list[nn.Module]) -> BaggingModule:
         """A BaggingModule over `nets`, with each member's out-of-bag rows for its test."""
         net = stack(nets, example_shape=dm.example_shape)
-        module = BaggingModule(net=net, vote=self.vote, **module_kwargs(cfg, dm))
+        # evaluated a training minibatch at a time: k members × the whole validation split
+        # at once held 2–3× the activations of a training step (vmapped CNNs on digits)
+        kwargs = module_kwargs(cfg, dm)
+        module = BaggingModule(net=net, vote=self.vote, eval_rows=dm.batch_size, **kwargs)
         x, y = dm.splits["train"]
         module.oob = (x, y, out_of_bag_mask(dm, len(nets)))
         return module
@@ -55,7 +58,10 @@ class Bagging:
 
 class SequentialBagging(EarlyStopping71):
     """The reference path: train member i as an ordinary run on resample i, one after
-    another, then stack the trained members and evaluate them as the ensemble."""
+    another, then stack the trained members and evaluate them as the ensemble.
+
+    best.ckpt then holds the stacked members (each at its own θ*), as the vectorized path's
+    does; no last.ckpt is written: a sequential run cannot be resumed part-way."""
 
     def __init__(self, bagging: Bagging) -> None:
         self.bagging = bagging
@@ -81,5 +87,9 @@ class SequentialBagging(EarlyStopping71):
         final.history = []
         tester = build_trainer(cfg, run.dm, [], run.trainer.loggers)
         tester.validate(final, datamodule=run.dm, verbose=False)
+        if tester.is_global_zero and cfg.callbacks.get("model_checkpoint"):
+            # what the vectorized path's best.ckpt holds: the members' θ*, stacked (k, …)
+            best = run.run_dir / "checkpoints" / f"{cfg.callbacks.model_checkpoint.filename}.ckpt"
+            tester.save_checkpoint(best)
         metrics = {"stopped_step": max(stops), "ensemble/member_steps_total": sum(stops)}
         return Outcome(final, tester, metrics, [(0, "bagging (sequential)")])

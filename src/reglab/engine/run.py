@@ -257,6 +257,16 @@ def build_loggers(cfg: DictConfig) -> list[pl.loggers.Logger]:
     return [instantiate(c) for c in (cfg.logger or {}).values() if c is not None]
 
 
+def chunk_steps(n: int, steps: int, members: int = 1) -> int:
+    """Optimizer steps per chunk: the largest divisor of gcd(n, steps) whose chunk of k
+    members' minibatches holds at most an epoch's rows. Vectorized bagging gathers each
+    member's rows a chunk at a time, and a chunk of a whole epoch would be k copies of the
+    training split; one model's chunk is at most one copy whatever its size."""
+    chunk = math.gcd(n, steps)
+    fits = [d for d in range(1, chunk + 1) if chunk % d == 0 and d * members <= steps]
+    return max(fits, default=1)
+
+
 def build_trainer(
     cfg: DictConfig,
     dm: DataModule,
@@ -278,7 +288,7 @@ def build_trainer(
         kwargs.pop(key, None)
     n = validation_schedule(dm.steps_per_epoch, cfg.trainer.val_check_interval)
     parallel = distributed.world_size(cfg) > 1
-    dm.steps_per_chunk = 1 if parallel else math.gcd(n, dm.steps_per_epoch)
+    dm.steps_per_chunk = 1 if parallel else chunk_steps(n, dm.steps_per_epoch, dm.members or 1)
     if parallel:
         callbacks = [*callbacks, distributed.RankSeeds(cfg.seed)]
     kwargs.update(

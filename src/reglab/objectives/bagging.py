@@ -60,10 +60,14 @@ class BaggingModule(RegLabModule):
     batch_dim = 1
     hooks_hidden_units = False  # the members run under vmap: hooks would see batched tensors
 
-    def __init__(self, *args: Any, vote: str = "soft", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, vote: str = "soft", eval_rows: int = 512, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.models = self.net.members
         self.vote = vote
+        # examples per evaluation pass: each goes through all k members, so k × eval_rows
+        # rows of activations exist at once; Bagging passes the training batch size, so an
+        # evaluation pass holds no more than a training step's forward
+        self.eval_rows = eval_rows
         self.oob: tuple[Tensor, Tensor, Tensor] | None = None  # x, y, (k, n) out-of-bag mask
         self._sums: dict[str, Tensor] = {}
 
@@ -82,9 +86,21 @@ class BaggingModule(RegLabModule):
     def _add(self, key: str, value: Tensor) -> None:
         self._sums[key] = self._sums.get(key, 0) + value
 
+    def predict_members(self, x: Tensor, split: str = "val", y: Tensor | None = None) -> Tensor:
+        """Every member's prediction (k, batch, …) for x, `eval_rows` examples at a time."""
+        chunks = x.split(self.eval_rows)
+        targets = y.split(self.eval_rows) if y is not None else (None,) * len(chunks)
+        parts = [self.predict(c, split, t) for c, t in zip(chunks, targets, strict=True)]
+        return torch.cat(parts, dim=1)
+
+    def combine_models(self, prediction: Tensor) -> Tensor:
+        """The members' predictions (k, batch, …) as the ensemble's: the configured vote (so
+        the Monte Carlo curve `test/acc_mc_T<T>` is the ensemble's, as `test/acc` is)."""
+        return vote(prediction, self.task, self.vote)
+
     def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
-        members = self.predict(x, split, y)  # (k, batch, …)
+        members = self.predict_members(x, split, y)  # (k, batch, …)
         ensemble = vote(members, self.task, self.vote)
         soft = vote(members, self.task, "soft")
         self.metrics[f"{split}_metric"].update(self._prediction(ensemble), y)
@@ -174,7 +190,7 @@ class BaggingModule(RegLabModule):
         x, y, mask = (t.to(self.device) for t in self.oob)
         was_training = self.net.training
         self.net.eval()
-        members = self.predict(x)  # (k, n, …)
+        members = self.predict_members(x)  # (k, n, …)
         self.net.train(was_training)
         covered = mask.any(0)
         weights = mask.float() / mask.sum(0).clamp(min=1)  # average over out-of-bag members

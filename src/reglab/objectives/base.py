@@ -357,6 +357,11 @@ class RegLabModule(DirectSteps, TestRecords, WeightStatistics, pl.LightningModul
             return self.inference.combine(outputs, self.task)
         return weight_scaling(self.net, x, self.task)
 
+    def combine_models(self, prediction: Tensor) -> Tensor:
+        """The one prediction scored from the models' (one model's is its own; an ensemble
+        votes: objectives/bagging.py)."""
+        return prediction
+
     def eval_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
         if self.task == "classification":
             return F.nll_loss(prediction, y)

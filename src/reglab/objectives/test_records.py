@@ -134,7 +134,9 @@ class TestRecords:
     def _accumulate_mc(self, outputs: Tensor, y: Tensor, split: str) -> None:
         """Sums for the test metric with the first T masks, T = 1, 2, 5, …, and the entropy."""
         for t in self.inference.curve(outputs, self.task):
-            prediction = self.inference.combine(outputs[..., :t, :, :], self.task)
+            prediction = self.combine_models(
+                self.inference.combine(outputs[..., :t, :, :], self.task)
+            )
             value = self._batch_metric(prediction, y) * len(y)
             _add(self._mc_sums, f"{split}/{self.metric_name}_mc_T{t}", value)
         if self.task == "classification":  # per model: an ensemble's is its members' mean
