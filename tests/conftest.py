@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # Under pytest-xdist each worker is a process beside the others: torch's default of one
@@ -13,6 +14,10 @@ from pathlib import Path
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
     _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
+
+# runs with logger=mlflow that a test does not point elsewhere (the CLI cases) track into a
+# throwaway store, not the repository's mlruns/ (conf/logger/mlflow.yaml reads the variable)
+os.environ.setdefault("MLFLOW_TRACKING_URI", Path(tempfile.mkdtemp(prefix="mlruns-")).as_uri())
 
 import pytest
 

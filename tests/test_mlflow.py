@@ -61,6 +61,13 @@ def test_a_nested_group_choice_is_a_param_beside_its_parent_group(tmp_path):
     assert found.data.params == {"model": "multitask", "model.trunk": "mlp", "optimizer.lr": "0.1"}
 
 
+def test_the_store_is_mlflows_own_variable_if_set_else_mlruns_here(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:/data/mlruns")
+    assert reglab.compose(["logger=mlflow"]).logger.mlflow.tracking_uri == "file:/data/mlruns"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert reglab.compose(["logger=mlflow"]).logger.mlflow.tracking_uri == "file:./mlruns"
+
+
 def test_params_are_the_flat_config(tracked):
     _, run_dir, found, _ = tracked
     params = found.data.params
