@@ -16,12 +16,12 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from reglab.data.loaders import BootstrapLoader, ChunkLoader, bootstrap_index
 from reglab.data.placement import place_splits, to_device
-from reglab.data.rows import LazyRows, Loaded, ScalerStandardizer, Standardizer
+from reglab.data.preparing import Preparing
+from reglab.data.rows import LazyRows
 from reglab.data.splitting import Splitting
 from reglab.data.stream import StreamLoader
 
@@ -29,18 +29,18 @@ Task = Literal["classification", "regression", "multitask"]
 Split = tuple[Tensor | LazyRows, Tensor]
 
 
-class DataModule(Splitting, pl.LightningDataModule):
+class DataModule(Splitting, Preparing, pl.LightningDataModule):
     """A data set loaded by `source` (any callable returning X, y), split and standardized.
 
     Splits are fractions of the whole set, stratified for classification, drawn with
     `random_state=seed`; with `folds=k`, validation is fold `fold` of a seeded k-fold split
-    of the non-test rows (`splitting.py`). Features are standardized with the training
-    split's mean and population standard deviation (scikit-learn's StandardScaler, per
-    feature); regression targets are left as they are. Examples keep their natural shape:
-    (N, C, H, W) for image data (`image_shape`; `auto`: the source's), (N, features) for
-    tables; `feature_mean` and `feature_std` are per feature, flat (C·H·W values for
-    images), also under `normalize=channel` (one mean and std per channel, over the
-    training split's pixels).
+    of the non-test rows (`splitting.py`). Features are standardized (`preparing.py`) with
+    the training split's mean and population standard deviation (scikit-learn's
+    StandardScaler, per feature); regression targets are left as they are. Examples keep
+    their natural shape: (N, C, H, W) for image data (`image_shape`; `auto`: the source's),
+    (N, features) for tables; `feature_mean` and `feature_std` are per feature, flat (C·H·W
+    values for images), also under `normalize=channel` (one mean and std per channel, over
+    the training split's pixels).
     """
 
     def __init__(
@@ -120,67 +120,6 @@ class DataModule(Splitting, pl.LightningDataModule):
         if self.bootstrap is not None:
             self._resample()
         return self
-
-    def _load(self) -> tuple[Loaded, bool]:
-        """The source's data, and whether it is plain (X, y) arrays (scikit-learn's sets)."""
-        out = self.source()
-        if isinstance(out, Loaded):
-            self.classes = out.classes
-            self.image_shape = self.image_shape or out.image_shape
-            return out, False
-        x, y = out
-        return Loaded(np.asarray(x, dtype=np.float32), y), True
-
-    def _standardize(self, loaded: Loaded, parts: dict[str, tuple], arrays: bool) -> None:
-        """Each split's rows with the training split's statistics, read now (in memory) or
-        per minibatch: scikit-learn's StandardScaler for its own sets, per feature as it
-        always was; else `Standardizer` (per feature, or per channel)."""
-        shape = self._example_shape(math.prod(loaded.x.shape[1:]))
-        channels = shape[0] if self.normalize == "channel" and self.image_shape else None
-        train = parts["train"][0]
-        if arrays and channels is None:
-            scale = ScalerStandardizer(StandardScaler().fit(loaded.x[train]))
-        else:
-            scale = Standardizer.fit(loaded.x, train, channels)
-        self.feature_mean = torch.tensor(scale.mean, dtype=torch.float32)
-        self.feature_std = torch.tensor(scale.std, dtype=torch.float32)
-        self.official_test = loaded.test is not None
-        for name, (rows, ys) in parts.items():
-            source = loaded.test[0] if name == "test" and loaded.test else loaded.x
-            self.rows[name] = np.asarray(rows, dtype=np.int64)
-            split = LazyRows(source, rows, scale, shape)
-            self.splits[name] = (split[:] if self.in_memory else split, self._targets(ys))
-
-    def _example_shape(self, features: int) -> tuple[int, ...]:
-        """One example's shape as models receive it: (C, H, W) for images, (features,) else."""
-        if self.image_shape is None:
-            return (features,)
-        if math.prod(self.image_shape) != features:
-            shown = "×".join(map(str, self.image_shape))
-            raise ValueError(
-                f"data.image_shape={list(self.image_shape)} holds {math.prod(self.image_shape)}"
-                f" values ({shown}), but the data has {features} features per example"
-                f" (allowed: a (C, H, W) with C·H·W = {features})"
-            )
-        return self.image_shape
-
-    def _resample(self) -> None:
-        """Bagging's data set i: n rows drawn with replacement from the n training rows;
-        the rows never drawn are the out-of-bag set."""
-        x, y = self.splits["train"]
-        index = bootstrap_index(len(x), self.seed, self.bootstrap)
-        drawn = torch.zeros(len(x), dtype=torch.bool)
-        drawn[index] = True
-        self.oob_index = torch.nonzero(~drawn).squeeze(1)
-        rows = x.subset(index) if isinstance(x, LazyRows) else x[index]
-        self.splits["train"] = (rows, y[index])
-        self.rows["train"] = self.rows["train"][index.numpy()]
-
-    def _targets(self, y: np.ndarray) -> Tensor:
-        if self.task == "classification":
-            return torch.from_numpy(y.astype(np.int64))
-        y = y.astype(np.float32)
-        return torch.from_numpy(y.reshape(len(y), -1))
 
     # -- shapes the model needs ------------------------------------------------------------
     @property
