@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from test_bagging import CKPT, NETWORKS, SMALL
 
 from reglab.config import compose
-from reglab.engine.run import build, chunk_steps
+from reglab.engine.run import build
+from reglab.engine.trainer import chunk_steps
 
 MC = ["model.dropout.hidden=0.5", "inference=mc", "inference.samples=4"]
 

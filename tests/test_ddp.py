@@ -327,7 +327,7 @@ def test_ddp_all_reduces_every_one_of_several_backward_passes_in_a_training_step
     DDP's `prepare_for_backward` before every backward pass, so each of the K steps of one
     training_step is all-reduced (a plain `loss.backward()` after the first is not: the
     processes then drift apart by about 0.07). reglab still takes one step per chunk under
-    DDP, for the data's sake (run.build_trainer)."""
+    DDP, for the data's sake (trainer.build_trainer)."""
     script, out = tmp_path / "k_steps.py", tmp_path / "diff.txt"
     script.write_text(textwrap.dedent(K_STEPS))
     proc = subprocess.run(

@@ -18,7 +18,8 @@ from torch import nn
 
 from reglab.data.datamodule import DataModule
 from reglab.engine.protocols import EarlyStopping71, Outcome
-from reglab.engine.run import Run, build_callbacks, build_net, build_trainer, module_kwargs
+from reglab.engine.run import Run, build_net, module_kwargs
+from reglab.engine.trainer import build_callbacks, build_trainer
 from reglab.models.stacked import stack
 from reglab.objectives.bagging import BaggingModule, out_of_bag_mask
 from reglab.objectives.base import RegLabModule

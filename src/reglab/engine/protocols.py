@@ -20,7 +20,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from reglab.engine.run import Run, build_callbacks, build_module, build_trainer
+from reglab.engine.run import Run, build_module
+from reglab.engine.trainer import build_callbacks, build_trainer
 from reglab.objectives.base import RegLabModule
 from reglab.regularization.early_stopping import EarlyStopping
 

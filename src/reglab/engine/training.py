@@ -23,7 +23,7 @@ from reglab.config import Interrupted, RunFailed
 from reglab.engine import distributed
 from reglab.engine.protocols import EarlyStopping71, Outcome
 from reglab.engine.run import Run, build
-from reglab.objectives.base import NonFiniteLossError
+from reglab.objectives.evaluation import NonFiniteLossError
 from reglab.records import (
     close_loggers,
     flat_hparams,

@@ -14,8 +14,13 @@ backward pass, so the module uses manual optimization and runs a *chunk* of cons
 minibatches (several optimizer steps) per Lightning step. Every optimizer step still goes
 through Lightning's optimizer wrapper, so `global_step` counts optimizer steps (the i of
 Algorithm 7.1), `on_before_optimizer_step` callbacks fire, and gradient clipping and
-step-wise schedulers act per step; `engine.run.build_trainer` chooses the chunk boundaries
+step-wise schedulers act per step; `engine.trainer.build_trainer` chooses the chunk boundaries
 to fall on every validation point.
+
+This file is the objective and its training step; mixins hold the rest: prediction, the
+validation and test passes and publishing scalars (evaluation.py), what a test pass records
+beyond them (test_records.py), weight statistics (statistics.py) and the direct
+backward/step path (stepping.py).
 """
 
 from collections.abc import Callable
@@ -24,25 +29,21 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import Tensor, nn
 
 from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
+from reglab.objectives.evaluation import Evaluation, NonFiniteLossError, split_metrics
 from reglab.objectives.statistics import WeightStatistics
 from reglab.objectives.stepping import DirectSteps
 from reglab.objectives.test_records import TestRecords
 from reglab.records import log_images
 from reglab.regularization.adversarial import Adversarial
 from reglab.regularization.constraints import Constraint
-from reglab.regularization.dropout import MonteCarlo, weight_scaling
+from reglab.regularization.dropout import MonteCarlo
 from reglab.regularization.noise import NoNoise
 from reglab.regularization.penalties import Regularizer, penalized_named_parameters
 from reglab.regularization.representation import Representation
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training objective became NaN or infinite."""
 
 
 def require(net: nn.Module, objective: str, attributes: tuple[str, ...], allowed: str) -> None:
@@ -56,13 +57,7 @@ def require(net: nn.Module, objective: str, attributes: tuple[str, ...], allowed
         )
 
 
-def _metric(task: str, n_outputs: int) -> torchmetrics.Metric:
-    if task == "classification":
-        return torchmetrics.Accuracy("multiclass", num_classes=n_outputs, validate_args=False)
-    return torchmetrics.MeanSquaredError()
-
-
-class RegLabModule(DirectSteps, TestRecords, WeightStatistics, pl.LightningModule):
+class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.LightningModule):
     """`net` trained on J̃ = J + α·Ω with `optimizer`, one minibatch per optimizer step."""
 
     def __init__(
@@ -113,16 +108,7 @@ class RegLabModule(DirectSteps, TestRecords, WeightStatistics, pl.LightningModul
         self.history: list[tuple[int, str, float]] = []  # (step, tag, value): learning curves
         self.loss_fn = F.cross_entropy if task == "classification" else F.mse_loss
         self.metric_name = "acc" if task == "classification" else "mse"
-        # ("val" would do as a key, "train" not: it is an nn.Module method, hence the suffix)
-        self.metrics = nn.ModuleDict(
-            {f"{split}_metric": _metric(task, n_outputs) for split in ("val", "test")}
-            # NaN losses are kept (the default drops them with a warning): a NaN val/loss
-            # fails the run instead of hiding in the mean of the other batches
-            | {
-                f"{split}_loss": torchmetrics.MeanMetric(nan_strategy="disable")
-                for split in ("val", "test")
-            }
-        )
+        self.metrics = split_metrics(task, n_outputs)  # validation's and the test's
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -289,127 +275,6 @@ class RegLabModule(DirectSteps, TestRecords, WeightStatistics, pl.LightningModul
             return (output.argmax(-1) == y).float().mean()
         return F.mse_loss(output, y)
 
-    def publish(self, metrics: dict[str, Tensor | float], callbacks: bool = True) -> None:
-        """Send scalars to the loggers at the current step and to `trainer.callback_metrics`.
-
-        This is what `self.log(..., on_step=True)` does, minus its per-call bookkeeping
-        (about half a millisecond per key, as much as an optimizer step of a small MLP);
-        the values here are already reduced (per chunk, or per validation by torchmetrics).
-        `callbacks=False` sends them to the loggers only: callbacks copy callback_metrics
-        at every validation, so per-member details of an ensemble stay out of it.
-        """
-        if not metrics:
-            return
-        names = list(metrics)
-        stacked = torch.stack([torch.as_tensor(v).detach().float().cpu() for v in metrics.values()])
-        if callbacks:
-            self.trainer.callback_metrics.update(zip(names, stacked.unbind(), strict=True))
-        if self.trainer.sanity_checking:
-            return
-        step = self.step
-        scalars = dict(zip(names, stacked.tolist(), strict=True))  # one sync, not one per key
-        self.history += [(step, k, scalars[k]) for k in ("train/loss", "val/loss") if k in scalars]
-        for logger in self.loggers:
-            logger.log_metrics(scalars, step)
-
-    @property
-    def step(self) -> int:
-        """Optimizer steps so far, counting earlier protocol phases (the x-axis of all logs)."""
-        return self.step_offset + (self.trainer.global_step if self._trainer else 0)
-
-    @torch.no_grad()
-    def evaluate(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        """J and the metric on (x, y) in one pass, in eval mode (for protocols, not logging)."""
-        was_training = self.net.training
-        self.net.eval()
-        # [:] reads a streamed split (data.in_memory=false), which stays in host memory
-        x, y = x[:].to(self.device), y.to(self.device)
-        prediction = self.predict(x)
-        self.net.train(was_training)
-        return self.scores(prediction, y)
-
-    def scores(self, prediction: Tensor, y: Tensor) -> dict[str, float]:
-        """J and the metric of a `predict` output (an ensemble combines its members first)."""
-        return {
-            "loss": self.eval_loss(prediction, y).item(),
-            self.metric_name: self._batch_metric(prediction, y).item(),
-        }
-
     def on_train_epoch_end(self) -> None:
         if self.scheduler_factory is not None and self.scheduler_interval == "epoch":
             self.lr_schedulers().step()
-
-    # -- evaluation ------------------------------------------------------------------------
-    def _prediction(self, output: Tensor) -> Tensor:
-        return output.argmax(-1) if self.task == "classification" else output
-
-    def predict(self, x: Tensor, split: str = "val", y: Tensor | None = None) -> Tensor:
-        """Log-probabilities (classification) or values (regression) for x.
-
-        Validation uses weight scaling (cheap, every n steps); the test uses the configured
-        inference rule (`inference=mc`: Monte Carlo over sampled dropout masks), and with
-        targets `y` also tallies the metric as a function of the number of masks.
-        """
-        if split == "test" and self.inference is not None:
-            outputs = self.inference.sample(self.net, x)
-            if y is not None:
-                self._accumulate_mc(outputs, y, split)
-            return self.inference.combine(outputs, self.task)
-        return weight_scaling(self.net, x, self.task)
-
-    def combine_models(self, prediction: Tensor) -> Tensor:
-        """The one prediction scored from the models' (one model's is its own; an ensemble
-        votes: objectives/bagging.py)."""
-        return prediction
-
-    def eval_loss(self, prediction: Tensor, y: Tensor) -> Tensor:
-        if self.task == "classification":
-            return F.nll_loss(prediction, y)
-        return F.mse_loss(prediction, y)
-
-    def _evaluate(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
-        x, y = batch
-        prediction = self.predict(x, split, y)
-        self.keep(split, prediction, y)  # the test set's, for predictions.npz and calibration
-        self.metrics[f"{split}_metric"].update(self._prediction(prediction), y)
-        self.metrics[f"{split}_loss"].update(self.eval_loss(prediction, y), weight=len(x))
-
-    def _compute(self, split: str) -> dict[str, Tensor]:
-        """The split's loss and metric over all its batches; resets them for the next pass."""
-        values = {}
-        for name in ("loss", self.metric_name):
-            metric = self.metrics[f"{split}_{'metric' if name != 'loss' else 'loss'}"]
-            values[f"{split}/{name}"] = metric.compute()
-            metric.reset()
-        return values
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate("val", batch)
-
-    def on_validation_epoch_end(self) -> None:
-        values = self._compute("val")
-        if not torch.isfinite(values["val/loss"]):
-            raise NonFiniteLossError(
-                f"validation loss became {values['val/loss'].item()} at step"
-                f" {self.trainer.global_step} (lower optimizer.lr or regularizer.alpha)"
-            )
-        self.publish({**values, **self.weight_stats()})
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self.representation.record()  # the hidden units of the test forward: their zeros
-        self._evaluate("test", batch)
-        self.representation.tally()
-        if self.adversarial is not None and self.adversarial.evaluate:
-            self._attacked_metric(*batch)
-
-    def on_test_epoch_end(self) -> None:
-        # at the optimizer step the run ended on, like every other scalar (Lightning's own
-        # logging would put them at its count of chunks); training.py reads test_results
-        values = self._compute("test")
-        sparsity = self.representation.sparsity()
-        self.publish_test({**values, **self.test_extras(values), **sparsity})
-
-    def publish_test(self, values: dict[str, Tensor]) -> None:
-        """Publish test-time results and keep them for the run's summary (metrics.json)."""
-        self.publish(values)
-        self.test_results = {**getattr(self, "test_results", {}), **values}

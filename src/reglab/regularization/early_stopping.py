@@ -9,7 +9,7 @@
     the best parameters are θ*, the best number of training steps is i*
 
 Lightning's EarlyStopping already is the loop over j, p and v (strict improvement, counted
-per validation); `engine.run.build_trainer` makes every validation fall
+per validation); `engine.trainer.build_trainer` makes every validation fall
 n = `trainer.val_check_interval` optimizer steps apart. What it lacks is θ* and i*: this
 subclass remembers both at every improvement and, when training ends, loads θ* back into
 the module, so whatever runs next (testing, saving, the next protocol phase) sees the best
