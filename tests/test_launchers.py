@@ -32,7 +32,8 @@ def test_joblib_sweep_runs_every_job_with_cores_shared_between_them(tmp_path):
 
 def test_a_failed_joblib_job_has_its_error_in_its_directory_and_the_report(tmp_path):
     """Under joblib the job runs in a worker process: the report's callback never sees its
-    error, which the job therefore records itself (run.json, its log)."""
+    error, which the job therefore records itself (run.json, its log). The sweep ends with
+    the error in one line (Hydra prints a traceback for any but a compact exception)."""
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "optimizer.lr=-1", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0
@@ -41,6 +42,9 @@ def test_a_failed_joblib_job_has_its_error_in_its_directory_and_the_report(tmp_p
     assert "ConfigError: optimizer.lr" in (sweep / "0" / "cli.log").read_text()
     out = proc.stdout + proc.stderr  # the report's line: no report of a sweep of no finished job
     assert "no finished jobs" in out and "first error: ConfigError: optimizer.lr" in out
+    # and the sweep's own exit prints the job's error in one line, not a traceback
+    assert "reglab: error: ConfigError: optimizer.lr=-1 is not allowed" in proc.stderr
+    assert "Traceback" not in out
 
 
 def test_submitit_local_runs_the_same_jobs_end_to_end(tmp_path):

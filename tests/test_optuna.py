@@ -84,7 +84,9 @@ def test_a_trial_whose_loss_becomes_nan_fails_and_the_study_goes_on(tmp_path):
         assert status == ("failed" if job in failed else "completed")
         assert (job / "metrics.json").exists() == (job not in failed)
     assert "became nan" in read_json(failed[0] / "run.json")["error"]
-    assert "Failed experiment: training loss became nan" in proc.stdout  # Optuna: state FAIL
+    assert (
+        "Failed experiment: reglab: error: RunFailed: training loss became nan" in proc.stdout
+    )  # Optuna: state FAIL
 
     result = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     assert result["best_params"]["optimizer.lr"] == 0.05 and math.isfinite(result["best_value"])
@@ -118,6 +120,6 @@ def test_a_nan_objective_fails_its_trial_instead_of_ending_the_study(tmp_path):
         [sys.executable, str(script), *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Failed experiment: val/best is NaN" in proc.stdout
+    assert "Failed experiment: reglab: error: RunFailed: val/best is NaN" in proc.stdout
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert result["best_value"] in [read_metrics(sweep / j)["val/best"] for j in ("0", "2")]

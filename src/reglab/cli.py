@@ -16,12 +16,19 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from reglab.config import CONFIG_DIR, ConfigError, Interrupted, RunFailed, resume_config, validate
 
 log = logging.getLogger("reglab")
+
+
+class JobFailed(CompactHydraException):
+    """A sweep job's ConfigError or RunFailed, as Hydra re-raises it when the sweep ends:
+    Hydra prints a compact exception as its message alone, where it would print any other
+    with a traceback. The job's own error is its `__cause__` (the report shows that)."""
 
 
 def _check(cfg: DictConfig) -> None:
@@ -46,13 +53,15 @@ def _hydra_entry(cfg: DictConfig) -> float | None:
     except (ConfigError, RunFailed) as err:
         if multirun:
             _record_failure(Path(cfg.output_dir), err)
-            raise  # Hydra records the failed job and the sweep goes on
+            # Hydra records the failed job and the sweep goes on
+            raise JobFailed(f"reglab: error: {type(err).__name__}: {err}") from err
         print(f"reglab: error: {err}", file=sys.stderr)
         sys.exit(2 if isinstance(err, ConfigError) else 1)
     objective = metrics.get(cfg.get("optimized_metric") or "", None)
     # a sweeper cannot rank NaN (hydra-optuna-sweeper crashes on it): the job fails instead
     if multirun and math.isnan(objective or 0.0):
-        raise RunFailed(f"{cfg.optimized_metric} is NaN, which a sweeper cannot rank")
+        err = RunFailed(f"{cfg.optimized_metric} is NaN, which a sweeper cannot rank")
+        raise JobFailed(f"reglab: error: RunFailed: {err}") from err
     return objective
 
 

@@ -47,6 +47,7 @@ class SweepReport(Callback):
             return
         with contextlib.suppress(Exception):  # only a better error message is at stake
             err = job_return._return_value  # `.return_value` would re-raise it
+            err = err.__cause__ or err  # the job's own error, not the CLI's wrapper of it
             job_dir = str(Path(config.hydra.runtime.output_dir).resolve())
             self.errors[job_dir] = f"{type(err).__name__}: {err}"
 
