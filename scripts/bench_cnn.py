@@ -3,7 +3,8 @@
 reglab vs plain   `model=cnn` (32-64 channels, a 128-unit classifier, fused Adam, batch
                   64, a validation pass per epoch) through `trainer.fit` vs a hand-written
                   loop of the same network and optimizer kernel over the same tensors
-bagging           8 CNNs, one vectorized `ensemble=bagging` fit (models.Ensemble: vmap)
+bagging           8 CNNs, one vectorized `ensemble=bagging` fit (models.StackedCNN:
+                  grouped convolutions)
                   vs the 8 sequential fits of `ensemble.vectorized=false`; must be faster
 memory            peak memory of a single fit, the vectorized and the sequential ensemble,
                   each in a fresh process (RSS above what the process held before
@@ -114,9 +115,10 @@ def memory(bench, common: list[str], epochs: int, members: int = 8) -> None:
     A fit holds what any fit holds (Lightning, loaders, kernels' caches, the data: the
     single fit's peak less its own training step's) and one training step's worth: θ, ∇,
     Adam's m and v, and what forward and backward allocate at once (`step_memory`). The
-    issue's bound counts the members' own steps (k × one CNN's); the vectorized step also
-    holds vmap's copies of each convolution's input into the grouped layout, so the bound
-    with the ensemble's measured step is printed beside it. Evaluation passes hold less
+    issue's bound counts the members' own steps (k × one CNN's); the bound with the
+    ensemble's measured step is printed beside it (under models.Ensemble's vmap it also
+    held copies of each convolution's input in the grouped layout; StackedCNN keeps that
+    layout throughout). Evaluation passes hold less
     than a step (BaggingModule evaluates a training batch at a time); the copy of the data
     is the most the bootstrap adds (k members' chunks are at most an epoch's rows).
     On CPU RSS is measured with a fixed mmap threshold (`EXACT_MALLOC`), and with the

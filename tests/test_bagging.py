@@ -18,7 +18,7 @@ from reglab.data import bootstrap_index
 from reglab.engine.bagging import SequentialBagging
 from reglab.engine.protocols import EarlyStopping71
 from reglab.engine.run import build
-from reglab.models import CNN, MLP, Ensemble, ResNet, StackedMLP, stack
+from reglab.models import CNN, MLP, Ensemble, ResNet, StackedCNN, StackedMLP, stack
 from reglab.objectives import BaggingModule, out_of_bag_mask, vote
 
 BAG = [
@@ -171,7 +171,7 @@ def test_tied_weights_stay_tied_in_the_stack():
 
 def test_the_mlp_fast_path_computes_what_the_general_ensemble_computes():
     members = [MLP(64, 10, [16, 8]) for _ in range(3)]
-    fast, general = stack(members), stack([CNN(1, 10, (1, 8, 8)), CNN(1, 10, (1, 8, 8))])
+    fast, general = stack(members), stack(_members("resnet", 2))
     assert isinstance(fast, StackedMLP) and isinstance(general, Ensemble)
     vmapped = Ensemble(members).train()
     optimizers = [torch.optim.SGD(net.parameters(), lr=0.1) for net in (fast, vmapped)]
@@ -184,6 +184,87 @@ def test_the_mlp_fast_path_computes_what_the_general_ensemble_computes():
         a, b = fast.member(i).state_dict(), vmapped.member(i).state_dict()
         for name in a:
             torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+# -- the CNN fast path (models.StackedCNN: grouped convolutions) against its members --------------
+class SubCNN(CNN):
+    """A subclass may change forward: it gets the general path."""
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("cnn", StackedCNN), ("resnet", Ensemble), ("user", Ensemble), ("subclass", Ensemble)],
+)
+def test_stack_picks_the_cnn_fast_path_for_exactly_reglabs_cnn(kind, expected):
+    if kind == "subclass":
+        members = [SubCNN(1, 10, (1, 8, 8), channels=(4,), hidden_sizes=()) for _ in range(2)]
+    else:
+        members = _members(kind, 2)
+    assert type(stack(members, example_shape=(1, 8, 8))) is expected
+
+
+def test_bagging_model_cnn_trains_a_stacked_cnn(tmp_path):
+    assert isinstance(build(compose(NETWORKS["cnn"], output_dir=tmp_path)).module.net, StackedCNN)
+
+
+NO_DROPOUT = {"input": 0.0, "channel": 0.0, "hidden": 0.0}
+SOME_DROPOUT = {"input": 0.2, "channel": 0.3, "hidden": 0.4}
+
+
+@pytest.mark.parametrize(
+    ("mode", "dropout"),
+    [("train", {}), ("train", NO_DROPOUT), ("eval", NO_DROPOUT), ("eval", SOME_DROPOUT)],
+)
+def test_stacked_cnn_step_is_each_members_own_step(dropout, mode):
+    """Outputs and gradients of StackedCNN are those of each member CNN alone on its own rows,
+    and on a batch shared by all (in training mode with p = 0 or no dropout layers: masks are
+    random; reglab's CNN has no BatchNorm, so there are no running statistics to compare)."""
+    members = [
+        CNN(1, 10, (1, 8, 8), channels=(4, 8), hidden_sizes=(16,), dropout=dropout)
+        for _ in range(3)
+    ]
+    stacked = StackedCNN(copy.deepcopy(members), example_shape=(1, 8, 8)).train(mode == "train")
+    x = torch.randn(3, 6, 1, 8, 8)  # each member its own 6 images
+    out = stacked(x)
+    out.square().sum().backward()
+    shared = stacked(x[0])
+    assert out.shape == shared.shape == (3, 6, 10)
+    for i, net in enumerate(members):
+        net.train(mode == "train")
+        own = net(x[i])
+        own.square().sum().backward()
+        torch.testing.assert_close(out[i], own, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(shared[i], net(x[0]), rtol=1e-5, atol=1e-6)
+        copied = stacked.member(i)
+        assert type(copied) is CNN
+        for (name, p), q in zip(copied.named_parameters(), net.parameters(), strict=True):
+            torch.testing.assert_close(p, q, msg=name)
+        for (name, p), q in zip(stacked.named_parameters(), net.parameters(), strict=True):
+            g = p.grad[i]  # StackedLinear's W is (in, out), its bias (1, out)
+            g = g.T if name.startswith("classifier") and name.endswith("weight") else g
+            torch.testing.assert_close(g.reshape(q.shape), q.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_stacked_cnn_members_draw_their_own_masks_and_keep_their_own_parameters():
+    """k copies of one CNN: in training mode only the masks (input, channel, hidden) can make
+    them differ; every parameter has the members on its leading axis (per-member clipping)."""
+    for rates in ({"input": 0.5}, {"channel": 0.5}, {"hidden": 0.5}):
+        net = CNN(1, 10, (1, 8, 8), channels=(4, 8), hidden_sizes=(16,), dropout=rates)
+        stacked = StackedCNN([copy.deepcopy(net) for _ in range(4)], example_shape=(1, 8, 8))
+        assert all(p.shape[0] == 4 for p in stacked.parameters())
+        x = torch.randn(5, 1, 8, 8)
+        masked = stacked.train()(x)
+        assert all(not torch.allclose(masked[0], masked[i]) for i in range(1, 4)), rates
+        own = stacked(x.expand(4, *x.shape))
+        assert all(not torch.allclose(own[0], own[i]) for i in range(1, 4)), rates
+        stacked.eval()  # as Monte Carlo dropout samples: only the dropout layers train
+        for m in stacked.modules():
+            m.train(isinstance(m, nn.modules.dropout._DropoutNd))
+        sampled = stacked(x)
+        assert all(not torch.allclose(sampled[0], sampled[i]) for i in range(1, 4)), rates
+        plain = stacked.eval()(x)
+        assert all(torch.equal(plain[0], plain[i]) for i in range(1, 4))
+        torch.testing.assert_close(plain[0], net.eval()(x), rtol=1e-5, atol=1e-6)
 
 
 # -- vectorized = sequential, through reglab ------------------------------------------------------

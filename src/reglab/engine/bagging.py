@@ -6,7 +6,8 @@ initialized members; eq. 7.50 and the vote are documented there) and for the pro
     vectorized (default)  the configured protocol trains all members together, each on its
                           own bootstrap resample, in one pass (models.Ensemble: vmap over
                           the members' stacked parameters, any architecture; StackedMLP,
-                          batched matmuls, for reglab's MLP and Linear)
+                          batched matmuls, for reglab's MLP and Linear; StackedCNN,
+                          grouped convolutions, for its CNN)
     sequential            `ensemble.vectorized=false`: `SequentialBagging`, k ordinary runs
                           one after another from the same initial values and batches, then
                           stacked for evaluation (the reference path)

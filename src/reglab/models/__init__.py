@@ -7,7 +7,7 @@ from reglab.models.ensemble import Ensemble
 from reglab.models.mlp import ACTIVATIONS, MLP, Dropout, Linear
 from reglab.models.multitask import MultiTaskNet, Task, parse_tasks
 from reglab.models.resnet import ResNet
-from reglab.models.stacked import StackedLinear, StackedMLP, stack
+from reglab.models.stacked import StackedCNN, StackedConv2d, StackedLinear, StackedMLP, stack
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,6 +20,8 @@ __all__ = [
     "Linear",
     "MultiTaskNet",
     "ResNet",
+    "StackedCNN",
+    "StackedConv2d",
     "StackedLinear",
     "StackedMLP",
     "Task",

@@ -11,8 +11,9 @@ so the ensemble gains exactly as much as its members' errors are uncorrelated.
 
 Two ways to train the k members, with the same initial values and the same batches:
     vectorized (default)  one BaggingModule over a models.Ensemble (any network, vmapped;
-                          models.StackedMLP for reglab's MLP and Linear): all members step
-                          together, each on its own minibatch, in one pass
+                          models.StackedMLP for reglab's MLP and Linear, models.StackedCNN
+                          for its CNN): all members step together, each on its own
+                          minibatch, in one pass
     sequential            `ensemble.vectorized=false`: k ordinary runs one after another,
                           then stacked for evaluation (the reference path)
 """
@@ -58,7 +59,7 @@ class BaggingModule(RegLabModule):
     """
 
     batch_dim = 1
-    hooks_hidden_units = False  # the members run under vmap: hooks would see batched tensors
+    hooks_hidden_units = False  # the members run stacked: hooks would see batched tensors
 
     def __init__(self, *args: Any, vote: str = "soft", eval_rows: int = 512, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
