@@ -109,6 +109,13 @@ class ChunkLoader:
         part = rows // self.world_size
         return block.narrow(self.batch_dim, self.rank * part, part)
 
+    def replicated(self, block: int) -> bool:
+        """Whether every process holds the epoch's block `block` whole (see `_part`): its
+        rows count once, not once per process (engine/batchnorm.py's running variance)."""
+        rows = self.batch_size * self.steps_per_chunk
+        size = min(rows, self._rows(self.x) - block * rows)
+        return self.world_size > 1 and size % self.world_size != 0
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "generator": self.generator.get_state(),

@@ -60,6 +60,9 @@ class StreamLoader:
     def __len__(self) -> int:
         return len(self.order)
 
+    def replicated(self, block: int) -> bool:
+        return self.order.replicated(block)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         """A generator, so nothing is drawn until the first block is asked for: workers
         prefetch from the order at once, and Lightning may create an iterator it never

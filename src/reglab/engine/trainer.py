@@ -15,6 +15,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
+from reglab.engine.batchnorm import SyncBatchNorm
 from reglab.records import CheckpointWriter
 
 log = logging.getLogger("reglab")
@@ -26,6 +27,7 @@ REGLAB_TRAINER_KEYS = (
     "gradient_clip_algorithm",
     "checkpoint_min_interval",
     "checkpoint_every_min",
+    "sync_batchnorm",
 )
 
 
@@ -70,8 +72,9 @@ def build_trainer(
     n = validation_schedule(dm.steps_per_epoch, cfg.trainer.val_check_interval)
     parallel = distributed.world_size(cfg) > 1
     dm.steps_per_chunk = 1 if parallel else chunk_steps(n, dm.steps_per_epoch, dm.members or 1)
+    sync = [SyncBatchNorm()] if parallel and cfg.trainer.get("sync_batchnorm") else []
     if parallel:
-        callbacks = [*callbacks, distributed.RankSeeds(cfg.seed)]
+        callbacks = [*callbacks, distributed.RankSeeds(cfg.seed), *sync]
     kwargs.update(
         callbacks=callbacks,
         logger=loggers or False,
@@ -86,7 +89,9 @@ def build_trainer(
         ]
         # under SLURM, submitit requeues preempted jobs; Lightning must not fight it over the
         # signals (Lightning issue 14893), so its own requeueing is off
-        + ([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []),
+        + ([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])
+        # torch's SyncBatchNorm refuses CPU processes; reglab's also syncs those
+        + sync,
         # what the callbacks group lists is what runs: no default checkpointer or bar added
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
