@@ -7,9 +7,9 @@ normalizes by that part's statistics: the run is then not the single-process run
 for (its weights drift by ~1e-2 after an epoch of model=resnet). torch's SyncBatchNorm
 all-reduces the statistics but refuses CPU tensors, and CPU processes (gloo) are how reglab
 is tested and how a laptop runs trainer=ddp. `GlobalBatchNorm` computes the same thing on
-any device with two differentiable all-reduces (sum, then the sum
-of squared deviations from the global mean: the two-pass variance of one process, so the
-statistics agree with a single process's to rounding). Its backward all-reduces the
+any device with two differentiable all-reduces (sum, then the sum of squared deviations
+from the global mean: the two-pass variance of one process, so the statistics agree with
+a single process's to rounding). Its backward all-reduces the
 gradients of the statistics, which makes each process's parameter gradient its part of the
 full minibatch's gradient, as torch's SyncBatchNorm does.
 
@@ -66,10 +66,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         rows = torch.tensor([x.numel() / x.shape[1]], device=x.device)
         sums = _AllReduceSum.apply(torch.cat([x.sum(dims), rows]))
         n = sums[-1].detach()
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        centred = x - (sums[:-1] / n).view(shape)
+        mean, shape = sums[:-1] / n, [1, -1] + [1] * (x.dim() - 2)
+        centred = x - mean.view(shape)
         var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
-        self._track(sums[:-1].detach() / n, var.detach(), n / self.replicas)
+        self._track(mean.detach(), var.detach(), n / self.replicas)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
