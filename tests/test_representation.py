@@ -34,6 +34,8 @@ def test_sparsity_counts_exact_zeros_of_the_recorded_units():
     net, x = _net(), torch.randn(20, 5)
     rep = Representation(layers=["1"])  # by module name: the ReLU only
     rep.attach(net)
+    assert not net[1]._forward_hooks  # α = 0: training runs unhooked, the test pass hooks
+    rep.hook()
     rep.record()
     net(x)
     rep.tally()
@@ -41,6 +43,8 @@ def test_sparsity_counts_exact_zeros_of_the_recorded_units():
     expected = (h == 0).float().mean().item()
     assert rep.sparsity()["test/representation_sparsity"] == pytest.approx(expected)
     assert rep.sparsity() == {}  # reset
+    rep.unhook()
+    assert not net[1]._forward_hooks
 
 
 def test_layer_patterns_match_names_and_classes():

@@ -140,9 +140,8 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
     def step_loss(self, output: Tensor, y: Tensor) -> Tensor:
         """The loss one optimizer step minimizes: J on the minibatch (for k models, the sum
         of their J, so each gets the gradient of its own)."""
-        return self.loss_fn(output.flatten(0, self.batch_dim), y.flatten(0, self.batch_dim)) * (
-            self.models
-        )
+        loss = self.loss_fn(output.flatten(0, self.batch_dim), y.flatten(0, self.batch_dim))
+        return loss * self.models if self.models != 1 else loss  # ×1 would add a graph node
 
     @torch.no_grad()
     def _log_augmented_samples(self, count: int = 16) -> None:
@@ -189,7 +188,7 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
                 self.constraint.project_(self.weights)
             if scheduler is not None:
                 scheduler.step()
-            losses.append(loss.detach() / self.models)
+            losses.append(loss.detach() / self.models if self.models != 1 else loss.detach())
             preds.append(output.detach())
         if losses:
             output = torch.cat(preds, dim)
@@ -221,10 +220,12 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
             self.representation.record()
         output = self.train_output(x)
         loss = self.step_loss(output, y)
-        penalty = self.representation.penalty() if self.representation.active else 0.0
+        # the clean forward's units only (penalty() stops recording); no `+ 0.0` without
+        # a penalty: it would be a kernel and a graph node every step
+        penalty = self.representation.penalty() if self.representation.active else None
         if adversarial:
             loss = attack.mix(loss, self.step_loss(self.train_output(x_adv), y))
-        return output, loss + penalty
+        return output, loss if penalty is None else loss + penalty
 
     def _loss_of(self, y: Tensor) -> Callable[[Tensor], Tensor]:
         """x ↦ the step's J at inputs x: what an attack increases."""

@@ -118,6 +118,12 @@ class Evaluation:
             )
         self.publish({**values, **self.weight_stats()})
 
+    def on_test_start(self) -> None:
+        self.representation.hook()  # the test's hidden units: test/representation_sparsity
+
+    def on_test_end(self) -> None:
+        self.representation.unhook()
+
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.representation.record()  # the hidden units of the test forward: their zeros
         self._evaluate("test", batch)

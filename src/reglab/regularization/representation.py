@@ -46,6 +46,8 @@ class Representation:
         self.alpha = float(alpha)
         self.layers = list(layers) if layers is not None else None
         self.names: list[str] = []
+        self._modules: list[nn.Module] = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._outputs: list[Tensor] | None = None  # None: not recording
         self.zeros, self.total = 0, 0
 
@@ -59,8 +61,23 @@ class Representation:
                 " (allowed: patterns of module names or classes, e.g. [ReLU] or [features.*])"
             )
         self.names = list(modules)
-        for module in modules.values():
-            module.register_forward_hook(self._hook)
+        self._modules = list(modules.values())
+        if self.active:  # training reads them every step; otherwise only tests do (`hook`)
+            self.hook()
+
+    def hook(self) -> None:
+        """Register the forward hooks (idempotent). A hooked module takes torch's slower
+        call path, a few percent of a small network's step: without a penalty they are
+        registered for the test pass only."""
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._hook) for m in self._modules]
+
+    def unhook(self) -> None:
+        """Remove the hooks again, unless training needs them (α > 0)."""
+        if not self.active:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
 
     def _hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
         if self._outputs is not None and isinstance(output, Tensor):
