@@ -263,7 +263,10 @@ def test_stacked_cnn_members_draw_their_own_masks_and_keep_their_own_parameters(
         sampled = stacked(x)
         assert all(not torch.allclose(sampled[0], sampled[i]) for i in range(1, 4)), rates
         plain = stacked.eval()(x)
-        assert all(torch.equal(plain[0], plain[i]) for i in range(1, 4))
+        # equal up to rounding: on some CPUs the grouped convolution's blocks round one
+        # member's sums differently (1.5e-8 measured); a mask would differ by far more
+        for i in range(1, 4):
+            torch.testing.assert_close(plain[0], plain[i], rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(plain[0], net.eval()(x), rtol=1e-5, atol=1e-6)
 
 
