@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 import reglab
 from reglab.config import ConfigError
 from reglab.engine.run import build
-from reglab.records import CheckpointWriter, check_checkpoint_fits
+from reglab.records import CheckpointWriter, LatestCheckpoint, check_checkpoint_fits
 
 
 def test_due_checkpoints_wait_in_memory_as_they_were_and_are_written_at_teardown(tmp_path):
@@ -49,6 +49,37 @@ def test_a_removed_checkpoint_is_not_written_later(tmp_path):
     writer.remove_checkpoint(path)
     writer.teardown()
     assert not path.exists()
+
+
+@pytest.mark.parametrize("min_interval", [2.0, 0.0])
+def test_last_checkpoint_waits_min_interval_between_epoch_ends_and_is_written_after_the_last(
+    train_api, monkeypatch, min_interval
+):
+    """Epochs of milliseconds: with the default 2 s between writes last.ckpt is written once,
+    after the last epoch, at its final step (not θ*: early stopping restores that later);
+    without a minimum and with any cost cheap, after every epoch."""
+    steps = []
+    save = LatestCheckpoint.save
+    monkeypatch.setattr(
+        LatestCheckpoint, "save", lambda s, t: steps.append(t.global_step) or save(s, t)
+    )
+    quick = [
+        "trainer.max_epochs=4",
+        "data.train_size=128",
+        "logger=none",
+        "callbacks.progress_bar=null",
+    ]
+    interval = [
+        f"trainer.checkpoint_min_interval={min_interval}",
+        "callbacks.latest_checkpoint.cheap=1e9",
+    ]
+    metrics, run_dir = train_api(*quick, *interval, "callbacks.early_stopping.patience=100")
+    assert steps == ([2, 4, 6, 8] if min_interval == 0 else [8])  # 2 steps an epoch
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == metrics["stopped_step"] == 8
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    if metrics["best_step"] != 8:  # the latest state, not θ*
+        assert any(not torch.equal(last["state_dict"][k], v) for k, v in best["state_dict"].items())
 
 
 # -- a checkpoint that does not fit the model config ---------------------------------------------

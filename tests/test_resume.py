@@ -129,8 +129,11 @@ def test_a_signalled_run_saves_its_step_passes_the_signal_on_and_resumes_to_the_
     previous = signal.signal(sig, lambda *_: passed_on.append(read_json(run_dir / "run.json")))
     try:
         threading.Thread(target=_signal_when_training, args=(run_dir, sig), daemon=True).start()
+        # last.ckpt at every epoch's end, whatever the epoch's length: the thread signals
+        # once the first exists, mid-run
+        every_epoch = [*SIGNALLED, "trainer.checkpoint_min_interval=0"]
         with pytest.raises(Interrupted) as err:
-            reglab.train(reglab.compose(SIGNALLED, output_dir=run_dir))
+            reglab.train(reglab.compose(every_epoch, output_dir=run_dir))
     finally:
         signal.signal(sig, previous)
     record = check_interrupted(run_dir, sig)

@@ -5,7 +5,11 @@ model, optimizer, loops, the early-stopping state with θ*, the data order. It i
 
 - every `every_min` minutes of training, at the next block of steps;
 - at the end of an epoch, when writing it costs under `cheap` of the time since the last
-  write (for small models: every epoch; for large ones, the clock above decides);
+  write and at least `min_interval` seconds have passed (`trainer.checkpoint_min_interval`:
+  epochs of seconds get one each; for large models the clock above decides; a run of
+  20-ms epochs would otherwise spend a tenth of its time writing last.ckpt);
+- at the end of the last epoch, so a finished run's last.ckpt is where it finished
+  (before early stopping puts θ* back: resuming with more epochs continues from there);
 - when the run is signalled: SIGTERM (preemption, `scancel`), SIGINT (Ctrl-C), SIGUSR1 and
   SIGUSR2 (SLURM's warning before a time limit). Then the block of steps in progress ends,
   last.ckpt is written at that step and `config.Interrupted` stops the run; once the run
@@ -39,10 +43,16 @@ LAST, PREVIOUS = "last.ckpt", "last.prev.ckpt"
 class LatestCheckpoint(pl.Callback):
     """Keeps `dirpath`/last.ckpt the latest state: by the clock, at cheap epoch ends, on signals."""
 
-    def __init__(self, dirpath: str | Path, every_min: float = 5.0, cheap: float = 0.02) -> None:
+    def __init__(
+        self,
+        dirpath: str | Path,
+        every_min: float = 5.0,
+        cheap: float = 0.02,
+        min_interval: float = 0.0,
+    ) -> None:
         self.dirpath = Path(dirpath)
         self.every_s = every_min * 60
-        self.cheap = cheap
+        self.cheap, self.min_interval = cheap, min_interval
         self.received: int | None = None  # the signal, until the next block of steps ends
         self._chain: dict[int, Any] = {}  # the handlers ours replaced, called after the record
         self._last_write = time.monotonic()
@@ -81,8 +91,9 @@ class LatestCheckpoint(pl.Callback):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        cheap = self._write_cost <= self.cheap * (time.monotonic() - self._last_write)
-        if self._decide(trainer, cheap)[1]:
+        since = time.monotonic() - self._last_write
+        cheap = self._write_cost <= self.cheap * since and since >= self.min_interval
+        if self._decide(trainer, cheap or _last_epoch(trainer))[1]:
             self.save(trainer)
 
     def save(self, trainer: pl.Trainer) -> None:
@@ -115,3 +126,11 @@ class LatestCheckpoint(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {}  # what it keeps is about this process (the clock, signals), not the run
+
+
+def _last_epoch(trainer: pl.Trainer) -> bool:
+    """Whether training ends after this epoch: stopped (early stopping's validation came
+    before this hook), or at `max_steps` or `max_epochs`."""
+    if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
+        return True
+    return trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
