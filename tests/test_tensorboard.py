@@ -181,3 +181,21 @@ def test_training_scalars_cover_the_run(run, server):
     val_steps = [point[1] for point in _scalars(base, run_name, "val/loss")]
     assert val_steps == [2, 4]  # every trainer.val_check_interval=2 steps, patience 1
     assert metrics["best_step"] == 2
+
+
+def test_one_log_call_is_one_event_holding_every_scalar(tmp_path):
+    """reglab's logger writes a call's scalars as one event (Lightning's writes one per
+    scalar); TensorBoard's reader sees each at its step, grouped runs still as runs."""
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from reglab.records import TensorBoardLogger
+
+    logger = TensorBoardLogger(save_dir=tmp_path, name="", version="")
+    logger.log_metrics({"train/loss": torch.tensor(0.25), "val/acc": 0.5}, step=3)
+    logger.log_metrics({"val/acc": 0.75, "pair": {"a": 1.0}}, step=7)
+    logger.close()
+    events = EventAccumulator(str(tmp_path)).Reload()
+    scalars = {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+    assert scalars == {"train/loss": [(3, 0.25)], "val/acc": [(3, 0.5), (7, 0.75)]}
+    assert list(tmp_path.glob("pair_a/events.*"))  # add_scalars' run of its own
