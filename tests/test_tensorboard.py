@@ -199,3 +199,22 @@ def test_one_log_call_is_one_event_holding_every_scalar(tmp_path):
     scalars = {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
     assert scalars == {"train/loss": [(3, 0.25)], "val/acc": [(3, 0.5), (7, 0.75)]}
     assert list(tmp_path.glob("pair_a/events.*"))  # add_scalars' run of its own
+
+
+def test_a_weight_histogram_is_numpys_histogram_of_the_tensor():
+    """The counts, range and sums TensorBoard gets are numpy's over the same 64 bins."""
+    import numpy as np
+    import torch
+
+    from reglab.records.loggers import histogram
+
+    values = torch.randn(300, 7, generator=torch.Generator().manual_seed(0))
+    h = histogram(values, 64)
+    x = values.double().numpy().ravel()
+    counts, edges = np.histogram(x, bins=64, range=(x.min(), x.max()))
+    assert (h.min, h.max, h.num) == (x.min(), x.max(), x.size)
+    assert list(h.bucket) == counts.tolist()
+    np.testing.assert_allclose(h.bucket_limit, edges[1:], atol=1e-6)  # float32 edges
+    assert h.sum == pytest.approx(x.sum(), abs=1e-3)
+    assert h.sum_squares == pytest.approx((x**2).sum(), rel=1e-6)
+    assert histogram(torch.full((4,), 2.0), 8).bucket[0] == 4  # constant: one bin
