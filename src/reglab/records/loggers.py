@@ -65,7 +65,7 @@ class WeightHistograms(pl.Callback):
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, pl.loggers.TensorBoardLogger)]
         writers = [lg.experiment for lg in loggers]
-        if not writers:
+        if not writers or not trainer.is_global_zero:  # (other ranks hold dummy writers)
             return
         # one event for every tensor's histogram (add_histogram_raw writes one per tensor)
         values = [
