@@ -15,6 +15,7 @@ from lightning_fabric.utilities.logger import _add_prefix
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
@@ -43,7 +44,7 @@ class TensorBoardLogger(pl.loggers.TensorBoardLogger):
         )
         if scalars:
             values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
-            self.experiment._get_file_writer().add_summary(Summary(value=values), step)
+            write_event(self.experiment, values, step)
 
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
@@ -63,9 +64,11 @@ class WeightHistograms(pl.Callback):
         self.bins = bins  # fixed-width bins: TensorBoard's default exponential ones cost 5× more
 
     def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:  # other ranks hold Lightning's dummy writers
+            return
         loggers = [lg for lg in trainer.loggers if isinstance(lg, pl.loggers.TensorBoardLogger)]
         writers = [lg.experiment for lg in loggers]
-        if not writers or not trainer.is_global_zero:  # (other ranks hold dummy writers)
+        if not writers:
             return
         # one event for every tensor's histogram (add_histogram_raw writes one per tensor)
         values = [
@@ -73,7 +76,7 @@ class WeightHistograms(pl.Callback):
             for name, p in pl_module.named_parameters()
         ]
         for writer in writers:
-            writer._get_file_writer().add_summary(Summary(value=values), pl_module.step)
+            write_event(writer, values, pl_module.step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -81,6 +84,11 @@ class WeightHistograms(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log(trainer, pl_module)  # the parameters the run ends with (θ* after restore)
+
+
+def write_event(writer: SummaryWriter, values: list[Summary.Value], step: int | None) -> None:
+    """One event file record holding all `values` (SummaryWriter's add_* write one each)."""
+    writer._get_file_writer().add_summary(Summary(value=values), step)
 
 
 def histogram(values: torch.Tensor, bins: int) -> HistogramProto:
