@@ -51,9 +51,18 @@ def test_a_removed_checkpoint_is_not_written_later(tmp_path):
     assert not path.exists()
 
 
+# reglab's MLP, its CNN and a user's module (a convolution and BatchNorm, by _target_)
+NETWORKS = {
+    "mlp": [],
+    "cnn": ["model=cnn", "model.channels=[4,8]", "model.hidden_sizes=[16]"],
+    "user": ["model=linear", "~model.dropout", "model._target_=test_protocols.UserNet"],
+}
+
+
+@pytest.mark.parametrize("net", list(NETWORKS))
 @pytest.mark.parametrize("min_interval", [2.0, 0.0])
 def test_last_checkpoint_waits_min_interval_between_epoch_ends_and_is_written_after_the_last(
-    train_api, monkeypatch, min_interval
+    train_api, monkeypatch, min_interval, net
 ):
     """Epochs of milliseconds: with the default 2 s between writes last.ckpt is written once,
     after the last epoch, at its final step (not θ*: early stopping restores that later);
@@ -73,7 +82,9 @@ def test_last_checkpoint_waits_min_interval_between_epoch_ends_and_is_written_af
         f"trainer.checkpoint_min_interval={min_interval}",
         "callbacks.latest_checkpoint.cheap=1e9",
     ]
-    metrics, run_dir = train_api(*quick, *interval, "callbacks.early_stopping.patience=100")
+    metrics, run_dir = train_api(
+        *NETWORKS[net], *quick, *interval, "callbacks.early_stopping.patience=100"
+    )
     assert steps == ([2, 4, 6, 8] if min_interval == 0 else [8])  # 2 steps an epoch
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == metrics["stopped_step"] == 8
