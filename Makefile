@@ -47,8 +47,10 @@ format: install
 # where it can be (root, Debian) and always stopped after it; elsewhere they skip.
 SLURM_LOCAL_DIR ?= /tmp/reglab-slurm
 # two pytest workers (pytest-xdist) on two cores; a file's tests stay on one worker, so its
-# module-scoped fixtures (the runs its tests read) run once
-PYTEST_WORKERS ?= -n 2 --dist loadfile
+# module-scoped fixtures (the runs its tests read) run once. --no-loadscope-reorder: files go
+# out in tests/conftest.py's order (longest first), not xdist's (most tests first), which
+# sent the minutes-long SLURM file out last, to run alone at the end
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: lint
 	@export SLURM_LOCAL_DIR=$(SLURM_LOCAL_DIR) SLURM_CONF=$(SLURM_LOCAL_DIR)/slurm.conf; \
 	scripts/slurm_local.sh up >/dev/null || echo "make test: no local SLURM: the slurm tests will skip"; \
