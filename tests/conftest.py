@@ -92,10 +92,27 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
-# the files whose tests take longest run first: under `make test`'s two xdist workers a file's
-# tests stay on one worker, and the SLURM time-limit test (minutes, mostly waiting for the
-# job) would otherwise start last and end the suite alone
-FIRST = ("test_slurm.py", "test_cli.py", "test_bad_input.py", "test_ddp.py")
+# the files whose tests take longest run first (as measured: `--durations=0`, summed per
+# file): under `make test`'s two xdist workers a file's tests stay on one worker, and a long
+# file sent out last (the SLURM time-limit test: minutes, mostly waiting for the job) ends
+# the suite alone; sent out longest first, the workers end together. The Makefile's
+# `--no-loadscope-reorder` keeps this order (xdist's own sorts files by their test count).
+FIRST = (
+    "test_slurm.py",
+    "test_ddp.py",
+    "test_resume.py",
+    "test_cli.py",
+    "test_bad_input.py",
+    "test_report.py",
+    "test_bagging.py",
+    "test_launchers.py",
+    "test_optuna.py",
+    "test_semi_supervised.py",
+    "test_networks.py",
+    "test_checkpoints.py",
+    "test_multitask.py",
+    "test_sync_batchnorm.py",
+)
 
 
 def pytest_collection_modifyitems(items: list) -> None:
