@@ -37,6 +37,10 @@ CONFIG_ERRORS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "batch_size=0": (["data.batch_size=0"], ["data.batch_size", "≥ 1"]),
     "max_epochs=0": (["trainer.max_epochs=0"], ["trainer.max_epochs", "≥ 1"]),
+    "precision=16-mixed": (
+        ["trainer.precision=16-mixed"],
+        ["trainer.precision", "16-mixed", "32-true or bf16-mixed"],
+    ),
     "hidden<0": (["model.hidden_sizes=[64,-3]"], ["model.hidden_sizes", "[64,-3]", "positive"]),
     "hidden=abc": (["model.hidden_sizes=[64,abc]"], ["model.hidden_sizes", "abc", "positive"]),
     # an objective that does not fit the network (any network may be given any objective)
@@ -191,6 +195,9 @@ REJECTED = [
     ["trainer.val_check_interval=-1"],
     ["trainer.val_check_interval=0.0"],
     ["trainer.val_check_interval=1.5"],
+    ["trainer.precision=16-mixed"],
+    ["trainer.precision=bf16"],
+    ["trainer.precision=32"],
     ["callbacks.early_stopping.patience=0"],
     ["callbacks.early_stopping.patience=-2"],
     ["callbacks.early_stopping.patience=1.5"],
@@ -271,6 +278,7 @@ ACCEPTED = [
     ["trainer.val_check_interval=1.0"],
     ["trainer.val_check_interval=0.25"],
     ["trainer.val_check_interval=7"],
+    ["trainer.precision=bf16-mixed"],
     ["callbacks.early_stopping.patience=1"],
     ["callbacks.early_stopping.mode=max"],
     ["model.hidden_sizes=[]"],
