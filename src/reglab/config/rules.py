@@ -78,6 +78,8 @@ RULES: Sequence[Rule] = (
         "32-true or bf16-mixed; 16-mixed's loss scale would meet the penalties' gradients and"
         " clipping unscaled",
     ),
+    ("trainer.channels_last", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.compile", lambda v: isinstance(v, bool), "true or false"),
     ("callbacks.early_stopping.patience", lambda v: is_int(v) and v >= 1, "an integer ≥ 1"),
     ("callbacks.early_stopping.mode", lambda v: v in ("min", "max"), "min or max"),
     (
