@@ -4,6 +4,7 @@ network's 4-D weights and the image batches channels-last and computes what the 
 run computes; `trainer.compile=true` trains what the eager network trains, with the same
 checkpoint keys, and resumes."""
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -16,6 +17,7 @@ from torch import nn
 import reglab
 from reglab.config import ConfigError
 from reglab.engine.run import build
+from reglab.engine.speed import NetworkSpeed
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "threads=1"]
 # 3-channel 8×8 images without files: data=synthetic's 192 features as (3, 8, 8)
@@ -162,6 +164,21 @@ class Compiled(pl.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         Compiled.seen.append(getattr(pl_module.net, "_compiled_call_impl", None) is not None)
+
+
+def test_a_compiled_network_is_compiled_once_and_tested_eagerly():
+    """The test pass registers hooks after compilation, which compiled code need not call
+    (under DDP it did not): the network runs it eagerly, then is compiled again."""
+    module = SimpleNamespace(net=nn.Linear(2, 2))
+    speed = NetworkSpeed(compile=True)
+    speed.setup(None, module, "fit")
+    compiled = module.net._compiled_call_impl
+    assert compiled is not None
+    speed.setup(None, module, "test")  # a later Trainer's setup keeps what was compiled
+    speed.on_test_start(None, module)
+    assert module.net._compiled_call_impl is None
+    speed.on_test_end(None, module)
+    assert module.net._compiled_call_impl is compiled
 
 
 def checkpoint_keys(run_dir) -> dict[str, list[str]]:

@@ -12,7 +12,11 @@ drawn: inductor has its own random stream); both change how fast it runs on a GP
   become a few fused kernels instead of one kernel per operation. In place, the module
   keeps its class and its `state_dict` keys, so checkpoints, resuming and early
   stopping's θ* read and write what an eager run's do; the network is compiled on its
-  first call, and again for a new mode (training, evaluation) or input shape.
+  first call, and again for a new mode (training, evaluation) or input shape. The test
+  pass runs eagerly: it registers forward hooks on the hidden layers (their sparsity,
+  regularization/representation.py) after the network was compiled, and the compiled
+  code need not call them (under DDP it did not: no `test/representation_sparsity`),
+  while one pass over the test set gains little from compilation.
 
 Both are applied by a callback when a fit, validation or test starts, before Lightning
 moves the module to its device (`Module.to` keeps the layout), so every Trainer that
@@ -75,8 +79,21 @@ class NetworkSpeed(pl.Callback):
         self.channels_last, self.compile = channels_last, compile
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        net = getattr(pl_module, "net", pl_module)
+        net = _network(pl_module)
         if self.channels_last:
             channels_last(net)
         if self.compile:
             compile_in_place(net)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.compile:  # eager for the test pass (see the module docstring)
+            net = _network(pl_module)
+            self._compiled, net._compiled_call_impl = net._compiled_call_impl, None
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.compile:  # compiled again, for a later fit of the same module
+            _network(pl_module)._compiled_call_impl = self._compiled
+
+
+def _network(pl_module: pl.LightningModule) -> nn.Module:
+    return getattr(pl_module, "net", pl_module)
