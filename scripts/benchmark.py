@@ -1,6 +1,7 @@
 """How much reglab's conveniences cost, measured against plain PyTorch on the same work.
 
-    python scripts/benchmark.py [--suite core|cnn|bagging|launchers|augmentation|mc|all] [--reps N]
+    python scripts/benchmark.py [--suite core|cnn|bagging|launchers|augmentation|mc|gpu|all]
+                                [--reps N]
 
 cnn      `model=cnn` vs a plain loop of the same network and Adam kernel; vectorized
          bagging of 8 CNNs vs 8 sequential fits, with peak memory (scripts/bench_cnn.py)
@@ -22,6 +23,10 @@ augmentation  the default digits run with `augmentation=affine` vs `none`: the c
          augmenting every training batch (per epoch, relative).
 mc       Monte Carlo dropout, T = 100 masks: one batched pass vs a Python loop of T passes,
          on a batch of 64 and on the whole test set. Batched must be faster in both.
+gpu      `model=cnn` and `model=resnet` on 3×32×32 images resident on a CUDA device, bf16
+         autocast, channels-last, `trainer.compile` false and true, vs a plain loop with
+         the same settings (scripts/bench_gpu.py): target ≤ 1.05×. Without a CUDA device it
+         says so (`python scripts/bench_gpu.py --device cpu …` smoke-tests it on the CPU).
 
 Repetitions are interleaved so drift in the machine hits both sides alike; ratios are the
 median of the per-repetition ratios.
@@ -38,6 +43,7 @@ from pathlib import Path
 
 import bench_cnn  # scripts/: the cnn suite
 import bench_floor  # scripts/: Lightning's loops alone, for the core suite
+import bench_gpu  # scripts/: the gpu suite
 import torch
 import torch.nn.functional as F
 
@@ -307,18 +313,28 @@ def mc(reps: int, samples: int = 100) -> None:
         print(f"  {name:18s} batched {b * 1e3:7.2f} ms  loop {lo * 1e3:7.2f} ms  ratio {r:.2f}×")
 
 
+def gpu(reps: int) -> None:
+    """The gpu suite at its default sizes, where torch sees a CUDA device."""
+    if not torch.cuda.is_available():
+        print(
+            "gpu: not measured: no CUDA device here (on the CPU: scripts/bench_gpu.py --device cpu)"
+        )
+        return
+    bench_gpu.run(bench_gpu.parser().parse_args(["--reps", str(reps)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--suite",
-        choices=["core", "cnn", "bagging", "launchers", "augmentation", "mc", "all"],
+        choices=["core", "cnn", "bagging", "launchers", "augmentation", "mc", "gpu", "all"],
         default="all",
     )
     parser.add_argument(
         "--reps",
         type=int,
         default=None,
-        help="default: core 11, cnn/bagging/launchers 3, augmentation 5, mc 9",
+        help="default: core 11, cnn/bagging/launchers/gpu 3, augmentation 5, mc 9",
     )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
@@ -347,6 +363,8 @@ def main() -> None:
         augmentation(args.reps or 5, args.epochs)
     if args.suite in ("mc", "all"):
         mc(args.reps or 9)
+    if args.suite in ("gpu", "all"):
+        gpu(args.reps or 3)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import reglab
 from reglab import instantiate
 from reglab.config import compose
 from reglab.data.datamodule import DataModule
-from reglab.data.placement import place_splits
+from reglab.data.placement import laid_out, place_splits
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -26,6 +26,17 @@ def test_on_the_cpu_the_splits_stay_the_same_tensors():
     dm.trainer = trainer
     dm.setup("fit")
     assert {name: tuple(map(id, split)) for name, split in dm.splits.items()} == before
+
+
+def test_channels_last_lays_out_image_splits_once_and_leaves_the_rest():
+    images, y = torch.randn(10, 3, 4, 4), torch.arange(10)
+    placed = place_splits({"train": (images, y), "rows": (torch.randn(10, 5), y)}, "cpu", True)
+    x, same_y = placed["train"]
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert torch.equal(x, images) and same_y is y and placed["rows"][0].dim() == 2
+    # an epoch's permutation, a chunk of it and a minibatch keep the layout: no copy per step
+    minibatch = x[torch.randperm(10)].narrow(0, 2, 6).split(3)[1]
+    assert laid_out(minibatch, True) is minibatch and laid_out(x, True) is x
 
 
 @cuda

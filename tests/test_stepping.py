@@ -38,8 +38,10 @@ def _fit(tmp_path, *overrides: str):
     [
         ["model.hidden_sizes=[32]", "regularizer=l1", "trainer.gradient_clip_val=1.0"],
         ["model=cnn", "model.channels=[4]", "model.hidden_sizes=[8]", "data.train_size=200"],
+        # bf16 autocast needs no loss scale: the direct path, clipping with fused Adam too
+        ["trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0"],
     ],
-    ids=["mlp", "cnn"],
+    ids=["mlp", "cnn", "mlp-bf16"],
 )
 def test_the_direct_path_trains_what_lightnings_path_trains(tmp_path, network):
     direct, theirs = (

@@ -72,6 +72,14 @@ RULES: Sequence[Rule] = (
         lambda v: v is None or (is_int(v) and v >= 1) or (isinstance(v, float) and 0 < v <= 1),
         "null (every epoch), an integer number of steps ≥ 1, or a fraction of an epoch in (0, 1]",
     ),
+    (
+        "trainer.precision",
+        lambda v: v in ("32-true", "bf16-mixed"),
+        "32-true or bf16-mixed; 16-mixed's loss scale would meet the penalties' gradients and"
+        " clipping unscaled",
+    ),
+    ("trainer.channels_last", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.compile", lambda v: isinstance(v, bool), "true or false"),
     ("callbacks.early_stopping.patience", lambda v: is_int(v) and v >= 1, "an integer ≥ 1"),
     ("callbacks.early_stopping.mode", lambda v: v in ("min", "max"), "min or max"),
     (

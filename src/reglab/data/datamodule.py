@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from reglab.data.loaders import BootstrapLoader, ChunkLoader, bootstrap_index
-from reglab.data.placement import place_splits, to_device
+from reglab.data.placement import laid_out, place_splits, to_device
 from reglab.data.preparing import Preparing
 from reglab.data.rows import LazyRows
 from reglab.data.splitting import Splitting
@@ -91,6 +91,7 @@ class DataModule(Splitting, Preparing, pl.LightningDataModule):
         self.train_on_val = False  # Algorithms 7.2/7.3, phase 2: train on train + val
         self.members: int | None = None  # vectorized bagging: one resample per member
         self.steps_per_chunk = 1
+        self.channels_last = False  # image batches channels-last (trainer.channels_last)
         self.splits: dict[str, Split] = {}
         # each split's row numbers in the source (in its own test set if official_test)
         self.rows: dict[str, np.ndarray] = {}
@@ -170,10 +171,11 @@ class DataModule(Splitting, Preparing, pl.LightningDataModule):
         self.prepare()
         if self.trainer is not None:  # in-memory splits on a CUDA device: moved once, here
             device = self.trainer.strategy.root_device
-            self.splits = place_splits(self.splits, device)
-            if isinstance(self._train_loader, ChunkLoader):  # built before this fit
-                self._train_loader.x = to_device(self._train_loader.x, device)
-                self._train_loader.y = to_device(self._train_loader.y, device)
+            self.splits = place_splits(self.splits, device, self.channels_last)
+            loader = self._train_loader
+            if isinstance(loader, ChunkLoader):  # built before this fit
+                loader.x = laid_out(to_device(loader.x, device), self.channels_last)
+                loader.y = to_device(loader.y, device)
 
     def teardown(self, stage: str | None = None) -> None:
         # streamed loaders' worker processes end with the fit (a later fit starts new ones)
@@ -211,6 +213,7 @@ class DataModule(Splitting, Preparing, pl.LightningDataModule):
             return loader(x, y, *args, **kwargs)
         cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         workers = {"num_workers": self.num_workers, "pin_memory": cuda}
+        workers["channels_last"] = self.channels_last
         return StreamLoader.over(x, y, loader, *args, **workers, **kwargs)
 
     def _blocks_started(self) -> int:

@@ -8,6 +8,12 @@ for any dataloader): the loaders then slice and permute tensors already on the d
 Lightning's per-batch transfer finds nothing to copy. Streamed splits (`LazyRows`) stay
 where they are: their minibatches travel from the DataLoader workers in pinned memory.
 On the CPU nothing moves: `Tensor.to` returns the same tensors.
+
+With `trainer.channels_last` the in-memory image splits are also laid out channels-last
+(`laid_out`), once, wherever they are: the permutation of an epoch (`x[perm]`), a chunk
+(`narrow`) and its minibatches (`split`) keep that layout, so every batch reaches the
+network as its convolutions want it (engine/speed.py converts the network) without a copy
+per step. Streamed splits' batches are converted as they are read (data/stream.py).
 """
 
 from collections.abc import Mapping
@@ -28,11 +34,23 @@ def to_device(value: Any, device: torch.device | str) -> Any:
     return value.to(device) if isinstance(value, Tensor) else value
 
 
+def laid_out(value: Any, channels_last: bool) -> Any:
+    """A 4-D (N, C, H, W) tensor in channels-last format when asked (itself if it is
+    already); anything else, tabular rows and targets included, as it is."""
+    if channels_last and isinstance(value, Tensor) and value.dim() == 4:
+        return value.contiguous(memory_format=torch.channels_last)
+    return value
+
+
 def place_splits(
-    splits: Mapping[str, tuple[Any, ...]], device: torch.device | str
+    splits: Mapping[str, tuple[Any, ...]], device: torch.device | str, channels_last: bool = False
 ) -> dict[str, tuple[Any, ...]]:
-    """Every in-memory tensor of `splits` on `device` where it is resident (else the very
-    same objects): one copy per split for the whole run."""
-    if not resident(device):
+    """Every in-memory tensor of `splits` on `device` where it is resident, laid out
+    channels-last if asked (else the very same objects): one copy per split for the run."""
+    move = resident(device)
+    if not move and not channels_last:
         return dict(splits)
-    return {name: tuple(to_device(v, device) for v in split) for name, split in splits.items()}
+    return {
+        name: tuple(laid_out(to_device(v, device) if move else v, channels_last) for v in split)
+        for name, split in splits.items()
+    }

@@ -20,18 +20,21 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from reglab.data.loaders import ChunkLoader
+from reglab.data.placement import laid_out
 from reglab.data.rows import LazyRows
 
 
 class BlockReader(Dataset):
-    """A block of row numbers (any shape) and its targets → (rows, targets) tensors."""
+    """A block of row numbers (any shape) and its targets → (rows, targets) tensors, image
+    rows channels-last if asked (in the worker: the copy to the device keeps the layout)."""
 
-    def __init__(self, split: LazyRows) -> None:
-        self.split = split
+    def __init__(self, split: LazyRows, channels_last: bool = False) -> None:
+        self.split, self.channels_last = split, channels_last
 
     def __getitem__(self, block: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         positions, y = block
-        return self.split.read(self.split.index[positions.numpy()]), y
+        rows = self.split.read(self.split.index[positions.numpy()])
+        return laid_out(rows, self.channels_last), y
 
     def __len__(self) -> int:
         return len(self.split)
@@ -42,9 +45,14 @@ class StreamLoader:
     `num_workers` processes (0: in this one); `pin_memory` for a CUDA device."""
 
     def __init__(
-        self, split: LazyRows, order: ChunkLoader, num_workers: int = 0, pin_memory: bool = False
+        self,
+        split: LazyRows,
+        order: ChunkLoader,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        channels_last: bool = False,
     ) -> None:
-        self.reader, self.order = BlockReader(split), order
+        self.reader, self.order = BlockReader(split, channels_last), order
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self._loader: DataLoader | None = None  # made on the first epoch, kept (its workers)
 
@@ -53,7 +61,8 @@ class StreamLoader:
         cls, split: LazyRows, y: Tensor, loader: type[ChunkLoader], *args: Any, **kwargs: Any
     ) -> "StreamLoader":
         """A StreamLoader whose order is `loader(positions, y, *args, …)`."""
-        workers = {k: kwargs.pop(k) for k in ("num_workers", "pin_memory") if k in kwargs}
+        keys = ("num_workers", "pin_memory", "channels_last")
+        workers = {k: kwargs.pop(k) for k in keys if k in kwargs}
         positions = torch.arange(len(split))
         return cls(split, loader(positions, y, *args, **kwargs), **workers)
 

@@ -26,6 +26,7 @@ from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
 from reglab.data.augmentation import Augmentation
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
+from reglab.engine.speed import check_layout
 from reglab.engine.trainer import build_callbacks, build_loggers, build_trainer
 from reglab.models.sizes import accepted_sizes, probe
 from reglab.objectives.base import RegLabModule
@@ -283,4 +284,6 @@ def build(cfg: DictConfig) -> Run:
         ", ".join(module.weight_names) or "nothing",
     )
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
+    if cfg.trainer.get("channels_last"):
+        check_layout(module.net, trainer.strategy.root_device)
     return Run(cfg, dm, module, trainer, run_dir, ensemble, ckpt)

@@ -16,6 +16,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
 from reglab.engine.batchnorm import SyncBatchNorm
+from reglab.engine.speed import NetworkSpeed
 from reglab.records import CheckpointWriter
 
 log = logging.getLogger("reglab")
@@ -28,6 +29,8 @@ REGLAB_TRAINER_KEYS = (
     "checkpoint_min_interval",
     "checkpoint_every_min",
     "sync_batchnorm",
+    "channels_last",
+    "compile",
 )
 
 
@@ -75,6 +78,10 @@ def build_trainer(
     sync = [SyncBatchNorm()] if parallel and cfg.trainer.get("sync_batchnorm") else []
     if parallel:
         callbacks = [*callbacks, distributed.RankSeeds(cfg.seed), *sync]
+    speed = {key: bool(cfg.trainer.get(key)) for key in ("channels_last", "compile")}
+    dm.channels_last = speed["channels_last"]  # the image batches' layout (data/placement.py)
+    if any(speed.values()):
+        callbacks = [*callbacks, NetworkSpeed(**speed)]  # the network's (engine/speed.py)
     kwargs.update(
         callbacks=callbacks,
         logger=loggers or False,

@@ -35,7 +35,7 @@ from reglab.config import ConfigError
 from reglab.data.augmentation import Augmentation
 from reglab.objectives.evaluation import Evaluation, NonFiniteLossError, split_metrics
 from reglab.objectives.statistics import WeightStatistics
-from reglab.objectives.stepping import DirectSteps
+from reglab.objectives.stepping import DirectSteps, clip_gradients
 from reglab.objectives.test_records import TestRecords
 from reglab.records import log_images
 from reglab.regularization.adversarial import Adversarial
@@ -159,7 +159,7 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
             log_images(self.loggers, f"augmentation/{tag}", batch, *args)
 
     def clip_(self, opt: Any) -> None:
-        self.clip_gradients(opt, self.clip_val, self.clip_algorithm)
+        clip_gradients(self, opt, self.clip_val, self.clip_algorithm)
 
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
         opt = self.optimizers()

@@ -4,18 +4,25 @@
 Lightning's strategy and precision plugin, a closure, and the `on_before_backward`,
 `on_after_backward` and `on_before_optimizer_step` hooks of every callback and the module:
 about 0.5 ms of Python per optimizer step here, as much as the step's own kernels for the
-default digits MLP. With one device, full precision and none of those hooks overridden,
-all that machinery does is call `loss.backward()` and `optimizer.step()`, which is what the
-direct path calls; the step is still counted through the optimizer wrapper's own
-before/after-step callbacks (Lightning's manual loop sets them: `global_step` and progress
-stay exact). Anything else (DDP, mixed precision, a listening hook) takes Lightning's path.
+default digits MLP. With one device, unscaled gradients (full precision, or bf16-mixed:
+its autocast wraps the whole training step, and bfloat16 needs no loss scale) and none of
+those hooks overridden, all that machinery does is call `loss.backward()` and
+`optimizer.step()`, which is what the direct path calls; the step is still counted through
+the optimizer wrapper's own before/after-step callbacks (Lightning's manual loop sets them:
+`global_step` and progress stay exact). Anything else (DDP, a listening hook) takes
+Lightning's path.
+
+`clip_gradients` clips as Lightning's full-precision plugin does whenever gradients are
+unscaled: Lightning's mixed-precision plugin refuses fused optimizers (reglab's Adam) for
+any clipping, a check that only a loss scale (16-mixed) needs.
 """
 
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import Tensor
 
 HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
@@ -25,11 +32,29 @@ def _overrides(obj: object, base: type, names: tuple[str, ...] = HOOKS) -> bool:
     return any(getattr(type(obj), name) is not getattr(base, name) for name in names)
 
 
+def unscaled(plugin: Precision) -> bool:
+    """Whether gradients arrive as backward made them: full precision, or autocast without
+    a loss scale (bf16-mixed)."""
+    if type(plugin) is MixedPrecision:
+        return plugin.scaler is None
+    return type(plugin) is Precision
+
+
+def clip_gradients(module: pl.LightningModule, opt: Any, value: float, algorithm: str) -> None:
+    """Clip the gradients of `opt`'s parameters (norm or value), as full precision does
+    when they are unscaled (see the module docstring); else Lightning's clipping."""
+    plugin = module.trainer.precision_plugin
+    if unscaled(plugin):
+        Precision.clip_gradients(plugin, opt, value, GradClipAlgorithmType(algorithm))
+    else:
+        module.clip_gradients(opt, value, algorithm)
+
+
 def direct_path_allowed(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     """Whether Lightning's backward/step machinery would do nothing but call torch."""
     return (
         type(trainer.strategy) is SingleDeviceStrategy
-        and type(trainer.strategy.precision_plugin) is Precision
+        and unscaled(trainer.strategy.precision_plugin)
         and not _overrides(module, pl.LightningModule)
         and not any(_overrides(cb, pl.Callback) for cb in trainer.callbacks)
     )

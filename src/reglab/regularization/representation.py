@@ -79,6 +79,12 @@ class Representation:
                 handle.remove()
             self._handles = []
 
+    # eager even in a compiled network (trainer.compile): traced, the hook would make the
+    # compiled code guard on the length of the recorded list, which grows with every
+    # forward (Monte Carlo's blocks): a recompilation per call, until torch gives up. A
+    # graph break at each hooked module instead: the hooks run in the test pass, or in
+    # training only with a penalty.
+    @torch.compiler.disable
     def _hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
         if self._outputs is not None and isinstance(output, Tensor):
             self._outputs.append(output)
