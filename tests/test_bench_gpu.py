@@ -43,8 +43,10 @@ def test_the_gpu_suite_runs_on_the_cpu_and_prints_a_line_per_comparison(monkeypa
     assert [(m["model"], m["compile"]) for m in lines] == [("cnn", "false")]
 
 
-@pytest.mark.slow  # ResNet-20 in bf16 on the CPU; torch.compile of the CNN, once per side
-@pytest.mark.parametrize("model, compiled", [("resnet", "false"), ("cnn", "true")])
-def test_the_gpu_suite_runs_resnet_and_compiles_both_sides(monkeypatch, capsys, model, compiled):
-    lines = bench(monkeypatch, capsys, "--models", model, "--compile", compiled)
-    assert [(m["model"], m["compile"]) for m in lines] == [(model, compiled)]
+# (not `--compile true`: inductor's cold compile of both sides took 44 s of `make test` on
+# the CPU, for one call of `nn.Module.compile` in the plain loop; reglab's side of it,
+# `trainer.compile=true`, has its own tests in tests/test_speed_settings.py)
+@pytest.mark.slow  # ResNet-20 in bf16 on the CPU
+def test_the_gpu_suite_runs_resnet(monkeypatch, capsys):
+    lines = bench(monkeypatch, capsys, "--models", "resnet", "--compile", "false")
+    assert [(m["model"], m["compile"]) for m in lines] == [("resnet", "false")]
