@@ -24,8 +24,8 @@ if ! python3 -c "import hydra, kornia" 2>/dev/null; then  # the device image: fr
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" \
-    | tee "$out/device.txt" || exit 1
+gpu="torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'"
+python3 -c "import torch; print('torch', torch.__version__, $gpu)" | tee "$out/device.txt" || exit 1
 
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_placement.py 2>&1 \
     | tee "$out/tests.log"
