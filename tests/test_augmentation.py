@@ -7,7 +7,7 @@ from kornia.augmentation import RandomAffine
 from reglab import instantiate
 from reglab.config import ConfigError, compose
 from reglab.data import Augmentation, GaussianNoise
-from reglab.engine.run import build
+from reglab.engine.run import build, build_augmentation
 
 QUIET = ["callbacks.progress_bar=null", "logger=none", "threads=1"]
 
@@ -41,6 +41,46 @@ def test_image_transforms_need_image_data(tmp_path):
         build(compose(["augmentation=affine", "data=diabetes"], output_dir=tmp_path))
     with pytest.raises(ValueError, match="image_shape"):
         Augmentation([RandomAffine(degrees=10)], image_shape=None)
+
+
+class HalveWidth(torch.nn.Module):
+    """A user's transform that drops every other column: not an example's shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., ::2]
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        # CIFAR's 32×32 crop of 8×8 digits: used to end the first step in a traceback
+        (["model=cnn", "augmentation=crop_flip"], ["augmentation.transforms.crop", "[8, 8]"]),
+        (
+            [
+                "augmentation=noise",
+                f"+augmentation.transforms.halve._target_={__name__}.HalveWidth",
+            ],
+            ["augmentation.transforms.halve", "HalveWidth", "returns shape (2, 1, 8, 4)"],
+        ),
+    ],
+    ids=["cifar-crop-on-digits", "user-transform"],
+)
+def test_a_transform_that_does_not_keep_the_shape_is_one_line(tmp_path, overrides, words):
+    with pytest.raises(ConfigError) as err:
+        build(compose([*QUIET, *overrides], output_dir=tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "allowed" in message, message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_checking_the_transforms_draws_nothing_from_the_rng(tmp_path):
+    cfg = compose([*QUIET, "model=cnn", "augmentation=[crop_flip,noise]"], output_dir=tmp_path)
+    cfg.augmentation.transforms.crop.size = [8, 8]
+    dm = instantiate(cfg.data).prepare()
+    state = torch.get_rng_state()
+    augment = build_augmentation(cfg, dm)
+    assert len(augment) == 3 and torch.equal(torch.get_rng_state(), state)
 
 
 def test_train_size_keeps_a_seeded_stratified_subset(tmp_path):

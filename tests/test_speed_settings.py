@@ -138,6 +138,19 @@ def test_channels_last_lays_out_weights_and_batches_and_changes_no_metric(tmp_pa
         assert float(results[True][key]) == pytest.approx(float(value), rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.parametrize("net", ["cnn", "user"])
+def test_channels_last_trains_a_vectorized_bagging_ensemble_as_without(train_api, net):
+    """Stacked members' convolution weights are 5-D, (k, out, in, kh, kw): they keep their
+    layout (channels-last is a 4-D format; `Module.to(memory_format=…)` raised on them)."""
+    args = [*QUIET, *IMAGES, *NETS[net], "trainer.max_epochs=2"]
+    args += ["ensemble=bagging", "ensemble.members=2"]
+    plain, _ = train_api(*args)
+    laid_out, _ = train_api(*args, "trainer.channels_last=true")
+    assert laid_out.keys() == plain.keys()
+    for key, value in plain.items():
+        assert laid_out[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
 def test_channels_last_leaves_tabular_data_and_networks_as_they_are(train_api):
     args = [*QUIET, "data=diabetes", "trainer.max_epochs=2"]
     plain, _ = train_api(*args)

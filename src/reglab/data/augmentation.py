@@ -15,10 +15,12 @@ the other transforms, through `mix`, since it needs the labels too.
 """
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from reglab.config import ConfigError
 from reglab.data.mixing import MixUp, is_mixer, kornia_mix, mix_targets
 
 
@@ -61,6 +63,31 @@ class Augmentation(nn.Module):
         self.register_buffer("mean", mean if mean is not None else torch.zeros(()), False)
         self.register_buffer("std", std if std is not None else torch.ones(()), False)
 
+    @classmethod
+    def checked(
+        cls, transforms: Mapping[str, nn.Module], example_shape: Sequence[int], **data: Any
+    ) -> "Augmentation":
+        """The Augmentation of `transforms` (`data`: image_shape, mean, std), after a
+        ConfigError for the first transform that does not map 2 examples of
+        `example_shape` to 2 of the same shape: the network was sized by the data, so
+        such a transform (e.g. CIFAR's 32×32 crop of 8×8 digits) would end the first
+        training step in a traceback. The RNG is forked: the check draws nothing a run
+        would see. Mixers blend examples of the batch's own shape and are not run."""
+        x = torch.zeros(2, *example_shape)
+        for name, transform in transforms.items():
+            if not is_mixer(transform):
+                with torch.random.fork_rng(devices=[]):
+                    problem = _shape_problem(cls({name: transform}, **data), x)
+                if problem:
+                    image = data.get("image_shape")
+                    crop = f", e.g. a crop's size = the images' (H, W): {list(image[1:])}"
+                    raise ConfigError(
+                        f"augmentation.transforms.{name} ({type(transform).__name__}) {problem}"
+                        f" for input of shape {tuple(x.shape)} (allowed: a transform that keeps"
+                        f" an example's shape, {tuple(example_shape)}{crop if image else ''})"
+                    )
+        return cls(transforms, **data)
+
     def __len__(self) -> int:
         return len(self.transforms) + len(self.mixers)
 
@@ -97,3 +124,14 @@ class Augmentation(nn.Module):
     def _per_pixel(self, stat: Tensor) -> Tensor:
         """A flat per-feature statistic in the image's (C, H, W), or a scalar as it is."""
         return stat.view(self.image_shape) if stat.dim() else stat
+
+
+@torch.no_grad()
+def _shape_problem(augment: Augmentation, x: Tensor) -> str | None:
+    """Why `augment` does not map `x` to a batch of its shape, or None."""
+    try:
+        out = augment(x)
+    except Exception as err:  # any transform's own error: named in one line by `checked`
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"fails: {type(err).__name__}: {first}"
+    return None if out.shape == x.shape else f"returns shape {tuple(out.shape)}"

@@ -207,12 +207,14 @@ def build_module(cfg: DictConfig, dm: DataModule) -> RegLabModule:
 
 
 def build_augmentation(cfg: DictConfig, dm: DataModule) -> Augmentation | None:
-    """The configured training-batch transforms, in the data's own units for images."""
+    """The configured training-batch transforms, in the data's own units for images, each
+    checked on 2 zero examples of the data (`Augmentation.checked`)."""
     transforms = (cfg.get("augmentation") or {}).get("transforms") or {}
     if not transforms:
         return None
-    return Augmentation(
+    return Augmentation.checked(
         {name: instantiate(t) for name, t in transforms.items()},
+        example_shape=dm.example_shape,
         image_shape=dm.image_shape,
         mean=dm.feature_mean,
         std=dm.feature_std,

@@ -39,8 +39,13 @@ from reglab.config import ConfigError
 
 def channels_last(net: nn.Module) -> nn.Module:
     """`net` with its 4-D parameters and buffers in channels-last format (others as they
-    were; a network without convolutions is unchanged)."""
-    return net.to(memory_format=torch.channels_last)
+    were; a network without convolutions is unchanged). Not `net.to(memory_format=…)`: it
+    also converts 5-D tensors, and refuses channels-last for them, which a stacked
+    ensemble's convolution weights (k, out, in, kh, kw) are (models/stacked.py)."""
+    for tensor in [*net.parameters(), *net.buffers()]:
+        if tensor.dim() == 4:  # in place: the same Parameter objects, for the optimizer
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return net
 
 
 def cpu_layout_hazard(net: nn.Module) -> nn.Conv2d | None:
