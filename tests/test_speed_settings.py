@@ -7,6 +7,7 @@ checkpoint keys, and resumes."""
 from types import SimpleNamespace
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -90,6 +91,26 @@ def test_bf16_mixed_learns_digits_with_clipping_and_fused_adam(train_api):
     assert bf16["test/acc"] > 0.9
     assert bf16["test/loss"] != fp32["test/loss"]  # the forward really ran in bfloat16
     assert bf16["test/acc"] == pytest.approx(fp32["test/acc"], abs=0.03)
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        ["model=multitask", "data=digits_multitask", "inference=weight_scaling"],
+        ["model=cnn", "model.channels=[4]", "model.hidden_sizes=[8]"],
+    ],
+    ids=["multitask", "cnn"],
+)
+def test_bf16_test_outputs_reach_predictions_npz_as_float32(train_api, net):
+    """numpy has no bfloat16: the multi-task run's predictions.npz ended in a TypeError."""
+    metrics, run_dir = train_api(
+        *QUIET, *net, "trainer.max_epochs=1", "trainer.precision=bf16-mixed"
+    )
+    arrays = np.load(run_dir / "predictions.npz")
+    probs = [arrays[k] for k in arrays.files if k.startswith("probs")]
+    assert probs and all(p.dtype == np.float32 for p in probs)
+    assert all(np.allclose(p.sum(-1), 1, atol=0.02) for p in probs)  # bf16's 3 digits
+    assert all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
 
 class Layouts(pl.Callback):

@@ -61,7 +61,7 @@ class TestRecords:
             return
         batch = {"prediction": prediction, "y": y, "members": members, "predicted": predicted}
         kept = self.__dict__.setdefault("_kept", [])
-        kept.append({k: v.detach().cpu() if v is not None else None for k, v in batch.items()})
+        kept.append({k: _host(v) if v is not None else None for k, v in batch.items()})
 
     def _gather(self) -> dict[str, Tensor | None] | None:
         """The kept batches, concatenated (members along their example axis, 1)."""
@@ -155,6 +155,13 @@ class TestRecords:
             value = self._batch_metric(self.predict(x_adv, "test"), y) * len(y)
             _add(self._attack_sums, f"test/{self.metric_name}_{name}", value)
         _add(self._attack_sums, "_count", len(y))
+
+
+def _host(value: Tensor) -> Tensor:
+    """A kept tensor in host memory; half-precision outputs (`trainer.precision=bf16-mixed`
+    autocasts the test's forward) as float32, which numpy and the calibration metrics read."""
+    value = value.detach().cpu()
+    return value.float() if value.dtype in (torch.bfloat16, torch.float16) else value
 
 
 def _values(prediction: Tensor, classifies: bool) -> np.ndarray:
