@@ -59,6 +59,19 @@ class TinyConv(nn.Module):
         return self.head(self.conv(x).relu().mean((2, 3)))
 
 
+class FlatConv(TinyConv):
+    """A user's network that flattens its feature maps: `.view` needs contiguous memory,
+    `.flatten` takes any layout."""
+
+    def __init__(self, in_channels: int, out_features: int, image_shape: list[int]) -> None:
+        super().__init__(in_channels, out_features)
+        self.head = nn.Linear(6 * image_shape[1] * image_shape[2], out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).relu()
+        return self.head(h.view(len(h), -1) if self.view else h.flatten(1))
+
+
 def fit_and_test(tmp_path, *overrides: str):
     run = build(reglab.compose([*QUIET, *overrides], output_dir=tmp_path))
     run.trainer.fit(run.module, datamodule=run.dm)
@@ -170,6 +183,27 @@ def test_channels_last_trains_a_vectorized_bagging_ensemble_as_without(train_api
     assert laid_out.keys() == plain.keys()
     for key, value in plain.items():
         assert laid_out[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("view", [True, False], ids=["view", "flatten"])
+def test_a_network_that_cannot_take_channels_last_is_refused_in_one_line(
+    tmp_path, monkeypatch, view
+):
+    """Checked before training, on a copy of the network (it used to end the first step
+    in a traceback); a forward that flattens any layout trains."""
+    monkeypatch.setattr(FlatConv, "view", view, raising=False)
+    args = [*QUIET, *IMAGES, *USER, f"model._target_={__name__}.FlatConv"]
+    args += ["trainer.channels_last=true", "trainer.max_epochs=1"]
+    if not view:
+        run = fit_and_test(tmp_path, *args)
+        assert run.module.test_results["test/acc"] > 0
+        return
+    with pytest.raises(ConfigError) as err:
+        build(reglab.compose(args, output_dir=tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "allowed" in message, message
+    for word in ("trainer.channels_last=true", "FlatConv", "view", ".flatten"):
+        assert word in message, (word, message)
 
 
 def test_channels_last_leaves_tabular_data_and_networks_as_they_are(train_api):

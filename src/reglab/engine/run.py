@@ -287,5 +287,5 @@ def build(cfg: DictConfig) -> Run:
     )
     trainer = build_trainer(cfg, dm, build_callbacks(cfg, dm.has("val")), build_loggers(cfg))
     if cfg.trainer.get("channels_last"):
-        check_layout(module.net, trainer.strategy.root_device)
+        check_layout(module.net, trainer.strategy.root_device, dm.example_shape)
     return Run(cfg, dm, module, trainer, run_dir, ensemble, ckpt)

@@ -30,11 +30,15 @@ with torch 2.13 on AVX2, e.g. ResNet's shortcut at model.width=4). `check_layout
 that case before anything trains; cuDNN has no such case.
 """
 
+import copy
+from collections.abc import Sequence
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from reglab.config import ConfigError
+from reglab.models.sizes import probe
 
 
 def channels_last(net: nn.Module) -> nn.Module:
@@ -44,7 +48,7 @@ def channels_last(net: nn.Module) -> nn.Module:
     ensemble's convolution weights (k, out, in, kh, kw) are (models/stacked.py)."""
     for tensor in [*net.parameters(), *net.buffers()]:
         if tensor.dim() == 4:  # in place: the same Parameter objects, for the optimizer
-            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+            tensor.data = tensor.data.to(memory_format=torch.channels_last)
     return net
 
 
@@ -57,8 +61,11 @@ def cpu_layout_hazard(net: nn.Module) -> nn.Conv2d | None:
     return None
 
 
-def check_layout(net: nn.Module, device: torch.device) -> None:
-    """A one-line ConfigError for `trainer.channels_last=true` where it would corrupt memory."""
+def check_layout(net: nn.Module, device: torch.device, example_shape: Sequence[int]) -> None:
+    """A one-line ConfigError for `trainer.channels_last=true` where it would corrupt memory,
+    or where the network fails on channels-last input (a copy of it is run on 2 zero
+    examples): e.g. a user's `h.view(len(h), -1)` after a convolution, which needs
+    contiguous memory and would end the first training step in a traceback."""
     conv = cpu_layout_hazard(net) if device.type == "cpu" else None
     if conv is not None:
         raise ConfigError(
@@ -67,6 +74,18 @@ def check_layout(net: nn.Module, device: torch.device) -> None:
             " shortcut) corrupts memory in that layout (oneDNN issue 6035) (allowed:"
             " trainer.channels_last=false on the CPU, or ≥ 16 such channels, e.g. model.width=16)"
         )
+    if len(example_shape) != 3:  # not images: nothing is laid out
+        return
+    try:
+        probe(channels_last(copy.deepcopy(net)), example_shape, torch.channels_last)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(
+            f"trainer.channels_last=true: model {type(net).__name__} fails on channels-last"
+            f" input of shape {(2, *example_shape)}: {type(err).__name__}: {first} (allowed:"
+            " trainer.channels_last=false, or a forward that flattens with .reshape or"
+            " .flatten, which any layout takes, instead of .view)"
+        ) from err
 
 
 def compile_in_place(net: nn.Module) -> nn.Module:

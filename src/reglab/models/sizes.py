@@ -66,14 +66,19 @@ def build_part(part: Part, sizes: dict[str, Any], key: str) -> nn.Module:
 
 
 @torch.no_grad()
-def probe(net: nn.Module, example_shape: Sequence[int]) -> torch.Tensor:
-    """net's output for 2 zero examples, in eval mode and leaving no trace: neither the RNG
-    state (dropout) nor BatchNorm's running statistics change, training modes are restored."""
+def probe(
+    net: nn.Module,
+    example_shape: Sequence[int],
+    layout: torch.memory_format = torch.preserve_format,
+) -> torch.Tensor:
+    """net's output for 2 zero examples (in memory `layout`, e.g. channels-last), in eval
+    mode and leaving no trace: neither the RNG state (dropout) nor BatchNorm's running
+    statistics change, training modes are restored."""
     modes = [(m, m.training) for m in net.modules()]
     net.eval()
     try:
         with torch.random.fork_rng(devices=[]):
-            return net(torch.zeros(2, *example_shape))
+            return net(torch.zeros(2, *example_shape).to(memory_format=layout))
     finally:
         for m, mode in modes:
             m.training = mode
