@@ -4,7 +4,7 @@ run reports. Imports nothing else of reglab, and no torch (the command line's la
 process loads it)."""
 
 from reglab.config.composition import compose, resume_config
-from reglab.config.errors import ConfigError, Interrupted, RunFailed
+from reglab.config.errors import ConfigError, Interrupted, RunFailed, first_line
 from reglab.config.paths import CONFIG_DIR, RUN_CONFIG
 from reglab.config.rules import ACTIVATIONS, RULES
 from reglab.config.validation import validate
@@ -18,6 +18,7 @@ __all__ = [
     "Interrupted",
     "RunFailed",
     "compose",
+    "first_line",
     "resume_config",
     "validate",
 ]

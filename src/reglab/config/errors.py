@@ -4,6 +4,13 @@ import signal
 from collections.abc import Callable
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message ("" if it has none): what a one-line error
+    quotes of a library's (often multi-line) one."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class ConfigError(ValueError):
     """A config value outside its allowed range: the message names the key and what is allowed."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from reglab.config import ConfigError
+from reglab.config import ConfigError, first_line
 from reglab.data.mixing import MixUp, is_mixer, kornia_mix, mix_targets
 
 
@@ -132,6 +132,5 @@ def _shape_problem(augment: Augmentation, x: Tensor) -> str | None:
     try:
         out = augment(x)
     except Exception as err:  # any transform's own error: named in one line by `checked`
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        return f"fails: {type(err).__name__}: {first}"
+        return f"fails: {type(err).__name__}: {first_line(err)}"
     return None if out.shape == x.shape else f"returns shape {tuple(out.shape)}"

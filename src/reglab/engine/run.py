@@ -22,7 +22,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from reglab.config import RUN_CONFIG, ConfigError, resume_config, validate
+from reglab.config import RUN_CONFIG, ConfigError, first_line, resume_config, validate
 from reglab.data.augmentation import Augmentation
 from reglab.data.datamodule import DataModule
 from reglab.engine import distributed
@@ -144,7 +144,7 @@ def import_target(key: str, target: str) -> Any:
     try:
         return get_object(target)
     except Exception as err:  # Hydra's locate: ImportError, or ValueError for an empty path
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err) or type(err).__name__
         raise ConfigError(
             f"{key}._target_={target} cannot be imported ({reason}) (allowed: the dotted path"
             " of an nn.Module class importable from the Python path, e.g. reglab.models.MLP)"
@@ -158,11 +158,10 @@ def check_output_shape(net: torch.nn.Module, target: str, dm: DataModule) -> Non
     try:
         out = probe(net, dm.example_shape)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConfigError(
             f"model {target} fails on input of shape {tuple(x.shape)}: {type(err).__name__}:"
-            f" {first} (allowed: a forward that maps (N, {', '.join(map(str, x.shape[1:]))})"
-            f" to (N, {dm.n_outputs}))"
+            f" {first_line(err)} (allowed: a forward that maps"
+            f" (N, {', '.join(map(str, x.shape[1:]))}) to (N, {dm.n_outputs}))"
         ) from err
     expected = (2, dm.n_outputs)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -229,9 +228,7 @@ def resume_checkpoint(last: Path) -> Path:
         try:
             torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # missing, truncated, not a checkpoint: try the previous one
-            problems.append(
-                f"{path.name}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
-            )
+            problems.append(f"{path.name}: {first_line(err) or type(err).__name__}")
             continue
         if path != last:
             log.warning("%s cannot be read (%s): resuming from %s", last, problems[0], path.name)

@@ -37,7 +37,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from reglab.config import ConfigError
+from reglab.config import ConfigError, first_line
 from reglab.models.sizes import probe
 
 
@@ -79,11 +79,10 @@ def check_layout(net: nn.Module, device: torch.device, example_shape: Sequence[i
     try:
         probe(channels_last(copy.deepcopy(net)), example_shape, torch.channels_last)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ConfigError(
             f"trainer.channels_last=true: model {type(net).__name__} fails on channels-last"
-            f" input of shape {(2, *example_shape)}: {type(err).__name__}: {first} (allowed:"
-            " trainer.channels_last=false, or a forward that flattens with .reshape or"
+            f" input of shape {(2, *example_shape)}: {type(err).__name__}: {first_line(err)}"
+            " (allowed: trainer.channels_last=false, or a forward that flattens with .reshape or"
             " .flatten, which any layout takes, instead of .view)"
         ) from err
 
