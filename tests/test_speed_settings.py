@@ -282,6 +282,20 @@ def test_compile_trains_the_same_network_keeps_checkpoint_keys_and_resumes(train
         assert resumed[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
 
+@pytest.mark.slow  # torch.compile on the CPU: a first compilation of a tiny network
+def test_compile_trains_a_users_network_as_the_eager_one(train_api):
+    args = [*QUIET, *IMAGES, *NETS["user"], "trainer.max_epochs=2"]
+    spy = f"+callbacks.spy._target_={__name__}.Compiled"
+    eager, eager_dir = train_api(*args)
+    Compiled.seen.clear()
+    compiled, compiled_dir = train_api(*args, "trainer.compile=true", spy)
+    assert Compiled.seen == [True]
+    assert compiled.keys() == eager.keys()
+    for key, value in eager.items():
+        assert compiled[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert checkpoint_keys(compiled_dir) == checkpoint_keys(eager_dir)
+
+
 @pytest.mark.slow  # compiles the grouped-convolution ensemble: about 30 s here
 def test_compile_trains_a_vectorized_bagging_ensemble_as_the_eager_one(train_api):
     args = [*QUIET, *NETS["cnn"], "data.train_size=200", "trainer.max_epochs=2"]
