@@ -8,7 +8,8 @@ cnn      `model=cnn` vs a plain loop of the same network and Adam kernel; vector
 core     the default digits MLP (64-256-256-10, Adam, batch 64, 20 epochs, a validation
          pass per epoch, 2 threads) through reglab vs a hand-written loop over the same
          in-memory tensors. Target ≤ 1.5× (required), ≤ 1.25× (goal). Also a bare
-         LightningModule doing the plain loop's work: what Lightning's loops alone cost.
+         LightningModule doing the plain loop's work: what Lightning's loops alone cost;
+         then both timed phase by phase (scripts/bench_phases.py): where the rest goes.
 bagging  10 bootstrap members, one `ensemble=bagging` run (one pass, stacked parameters) vs
          ten sequential reglab runs, one per resample (`data.bootstrap=i`, each a whole
          reglab.train): target ≤ 0.35×. Also training alone: the vectorized fit vs the k fits
@@ -44,6 +45,7 @@ from pathlib import Path
 import bench_cnn  # scripts/: the cnn suite
 import bench_floor  # scripts/: Lightning's loops alone, for the core suite
 import bench_gpu  # scripts/: the gpu suite
+import bench_phases  # scripts/: where the core suite's time goes
 import torch
 import torch.nn.functional as F
 
@@ -129,6 +131,12 @@ def core(reps: int, epochs: int) -> None:
     )
     print(
         f"  reglab.train end to end   {t:7.3f} s  {ratio(total, plain):.2f}× (+ setup, test, files)"
+    )
+    bench_phases.report(
+        lambda: bench_floor.bare_lightning(dm, epochs, 0),
+        lambda: reglab_run(epochs, 0, []),
+        min(reps, 5),
+        epochs,
     )
 
 

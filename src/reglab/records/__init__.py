@@ -2,6 +2,7 @@
 metrics.json, run.json and predictions.npz, the learning curve and reliability diagram,
 the progress line. Imports nothing else of reglab but `config`."""
 
+from reglab.records.best import BestCheckpoint
 from reglab.records.checkpoints import CheckpointWriter, check_checkpoint_fits, previous
 from reglab.records.files import format_table, read_json, write_json, write_npz
 from reglab.records.latest import LatestCheckpoint
@@ -18,6 +19,7 @@ from reglab.records.mlflow import MLFlowLogger, log_run_files, ui_commands
 from reglab.records.progress import progress_bar
 
 __all__ = [
+    "BestCheckpoint",
     "CheckpointWriter",
     "LatestCheckpoint",
     "MLFlowLogger",
