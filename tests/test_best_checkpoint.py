@@ -78,6 +78,7 @@ def test_best_checkpoint_keeps_what_model_checkpoint_keeps(tmp_path, net, top_k)
         p.rsplit("/", 1)[1] for p in theirs.best_k_models
     }
     assert len(ours.best_k_models) == top_k
+    assert ours.state_key == theirs.state_key  # either's saved state resumes the other
     for name in {p.name for p in (tmp_path / "lightning").iterdir()}:
         a = torch.load(tmp_path / "lightning" / name, weights_only=True)
         b = torch.load(tmp_path / "reglab" / name, weights_only=True)

@@ -25,6 +25,14 @@ from torch import Tensor
 class BestCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that writes weights-only checkpoints without a full state dump."""
 
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's key: a checkpoint written by either restores the other's best
+        # score on resume (under its own key Lightning would drop it, and the first
+        # validation after the resume would overwrite best.ckpt whatever its score)
+        own = super().state_key
+        return ModelCheckpoint.__qualname__ + own.removeprefix(type(self).__qualname__)
+
     def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, Tensor]:
         candidates = {
             key: value.detach().clone() if isinstance(value, Tensor) else copy.deepcopy(value)
