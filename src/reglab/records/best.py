@@ -54,9 +54,8 @@ class BestCheckpoint(ModelCheckpoint):
             "pytorch-lightning_version": pl.__version__,
             "state_dict": trainer.strategy.lightning_module_state_dict(),
         }
-        trainer.strategy.barrier("BestCheckpoint._save_checkpoint")
         trainer.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes
-        trainer.strategy.barrier("BestCheckpoint._save_checkpoint")
+        trainer.strategy.barrier("Trainer.save_checkpoint")  # as Trainer.save_checkpoint
         # what ModelCheckpoint._save_checkpoint records after trainer.save_checkpoint
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
