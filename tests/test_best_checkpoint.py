@@ -39,6 +39,9 @@ class Module(pl.LightningModule):
     def training_step(self, batch, i):
         return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
 
+    def on_save_checkpoint(self, checkpoint):  # a module's additions reach best.ckpt too
+        checkpoint["seen_at_step"] = self.trainer.global_step
+
     def validation_step(self, batch, i):
         loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
         self.log("val/loss", loss)
@@ -82,7 +85,7 @@ def test_best_checkpoint_keeps_what_model_checkpoint_keeps(tmp_path, net, top_k)
     for name in {p.name for p in (tmp_path / "lightning").iterdir()}:
         a = torch.load(tmp_path / "lightning" / name, weights_only=True)
         b = torch.load(tmp_path / "reglab" / name, weights_only=True)
-        for key in ("epoch", "global_step", "pytorch-lightning_version"):
+        for key in ("epoch", "global_step", "pytorch-lightning_version", "seen_at_step"):
             assert a[key] == b[key]
         assert a["state_dict"].keys() == b["state_dict"].keys()
         for key, value in a["state_dict"].items():

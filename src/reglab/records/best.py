@@ -54,6 +54,7 @@ class BestCheckpoint(ModelCheckpoint):
             "pytorch-lightning_version": pl.__version__,
             "state_dict": trainer.strategy.lightning_module_state_dict(),
         }
+        trainer.lightning_module.on_save_checkpoint(checkpoint)  # an objective's own additions
         trainer.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes
         trainer.strategy.barrier("Trainer.save_checkpoint")  # as Trainer.save_checkpoint
         # what ModelCheckpoint._save_checkpoint records after trainer.save_checkpoint
