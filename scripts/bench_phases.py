@@ -57,11 +57,7 @@ def clocked_fits(totals: dict[str, float]) -> Iterator[None]:
             obj = owner(trainer, module)
             if hasattr(obj, name):
                 setattr(obj, name, _clocked(getattr(obj, name), label, totals))
-        start = time.perf_counter()
-        try:
-            return original(trainer, module, *args, **kwargs)
-        finally:
-            totals["fit"] += time.perf_counter() - start
+        return _clocked(original, "fit", totals)(trainer, module, *args, **kwargs)
 
     pl.Trainer.fit = fit
     try:
