@@ -1,10 +1,12 @@
 """Shared helpers: run reglab in-process (`train_api`) or as a user would (`run_cli`)."""
 
+import atexit
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # Under pytest-xdist each worker is a process beside the others: torch's default of one
@@ -20,10 +22,37 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.env
 os.environ.setdefault("MLFLOW_TRACKING_URI", Path(tempfile.mkdtemp(prefix="mlruns-")).as_uri())
 
 import pytest
+from forkserver import ForkServer
 
 import reglab
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of run_cli's processes: this one's, with `extra` added."""
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "default", **(extra or {})}
+
+
+# the fork server starts with the environment of this worker's start (tests/forkserver.py)
+CLI_ENV = cli_env()
+# variables read only at run time, which the fork's child is given with the rest: pytest's
+# for each test, MLflow's (the server does not import it), and those an in-process run
+# leaves in the worker (Lightning's seed, device check and torch inductor's cache; libiomp's,
+# which torch's libgomp ignores)
+PER_TEST = {
+    "PYTEST_CURRENT_TEST",
+    "_MLFLOW_TELEMETRY_SESSION_ID",
+    "PL_GLOBAL_SEED",
+    "PL_SEED_WORKERS",
+    "PYTORCH_NVML_BASED_CUDA_CHECK",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "MLFLOW_ALLOW_FILE_STORE",
+    "KMP_DUPLICATE_LIB_OK",
+    "KMP_INIT_AT_FORK",
+}
+_server: list[ForkServer] = []
+_server_lock = threading.Lock()
 
 # the scalars every default run logs to TensorBoard (and their last values to metrics.json)
 SCALAR_TAGS = frozenset(
@@ -73,19 +102,56 @@ def train_api(tmp_path):
 
 
 def run_cli(
-    *args: str, cwd: Path = ROOT, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess:
-    """`python train.py ARGS…` in a subprocess (stdout is a pipe, as in CI and on SLURM);
-    `env` adds to the environment."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "default", **(env or {})}
+    """`python train.py ARGS…` in a process of its own (stdout is a pipe, as in CI and on
+    SLURM); `env` adds to the environment."""
+    return run_python(ROOT / "train.py", *args, cwd=cwd, timeout=timeout, env=env, fresh=fresh)
+
+
+def run_python(
+    script: Path,
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:
+    """`python SCRIPT ARGS…` with its output captured as text: a child of the worker's fork
+    server, which has imported torch and Lightning already, unless the environment differs
+    from the one it started with or `fresh` asks for a process started from nothing
+    (tests/forkserver.py)."""
+    env = cli_env(env)
+    server = None if fresh else _fork_server(env)
+    if server is not None:
+        return server.run([str(script), *args], cwd, timeout, env)
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
+        [sys.executable, str(script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def _fork_server(env: dict[str, str]) -> ForkServer | None:
+    """The worker's fork server, started on first use, if it can run a command with `env`."""
+    if _import_time(env) != _import_time(CLI_ENV):
+        return None  # modules read variables when imported: a process of its own
+    with _server_lock:
+        if not _server:
+            _server.append(ForkServer(CLI_ENV))
+            atexit.register(_server[0].close)
+    return _server[0] if _server[0].usable else None
+
+
+def _import_time(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in PER_TEST}
 
 
 def read_metrics(run_dir: Path) -> dict:

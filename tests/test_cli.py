@@ -176,8 +176,13 @@ SINGLE = ("regularizer=l1", "seed=0", "debug=fast", "trainer.max_epochs=3", *TIN
 
 
 def _run_all(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
+    """Two at a time; `single` in a process started from nothing (its own hash seed, its own
+    imports), the others as the fork server's children (conftest.run_cli)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_cli, *args) for name, args in commands.items()}
+        futures = {
+            name: pool.submit(run_cli, *args, fresh=name == "single")
+            for name, args in commands.items()
+        }
         return {name: f.result() for name, f in futures.items()}
 
 

@@ -11,14 +11,12 @@ weights differ by 0.05 (measured): these tests would fail.
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_metrics, run_cli
+from conftest import read_metrics, run_cli, run_python
 from torch import nn
 
 import reglab
@@ -333,12 +331,6 @@ def test_ddp_all_reduces_every_one_of_several_backward_passes_in_a_training_step
     DDP, for the data's sake (trainer.build_trainer)."""
     script, out = tmp_path / "k_steps.py", tmp_path / "diff.txt"
     script.write_text(textwrap.dedent(K_STEPS))
-    proc = subprocess.run(
-        [sys.executable, str(script), str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(script, str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(out.read_text()) < 1e-6

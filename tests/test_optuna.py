@@ -2,11 +2,9 @@
 sweeper), whose failed trials (a NaN loss) are recorded and do not end the study."""
 
 import math
-import subprocess
-import sys
 
 import yaml
-from conftest import ROOT, read_metrics, run_cli
+from conftest import ROOT, read_metrics, run_cli, run_python
 
 from reglab.records import read_json
 
@@ -116,9 +114,7 @@ def test_a_nan_objective_fails_its_trial_instead_of_ending_the_study(tmp_path):
     )
     sweep = tmp_path / "sweep"
     args = ("hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={sweep}")
-    proc = subprocess.run(
-        [sys.executable, str(script), *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    proc = run_python(script, *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Failed experiment: reglab: error: RunFailed: val/best is NaN" in proc.stdout
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
