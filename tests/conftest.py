@@ -40,7 +40,7 @@ CLI_ENV = cli_env()
 # for each test, MLflow's (the server does not import it), and those an in-process run
 # leaves in the worker (Lightning's seed, device check and torch inductor's cache; libiomp's,
 # which torch's libgomp ignores)
-PER_TEST = {
+RUN_TIME_ONLY = {
     "PYTEST_CURRENT_TEST",
     "_MLFLOW_TELEMETRY_SESSION_ID",
     "PL_GLOBAL_SEED",
@@ -151,7 +151,7 @@ def _fork_server(env: dict[str, str]) -> ForkServer | None:
 
 
 def _import_time(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in PER_TEST}
+    return {k: v for k, v in env.items() if k not in RUN_TIME_ONLY}
 
 
 def read_metrics(run_dir: Path) -> dict:
