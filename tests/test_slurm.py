@@ -171,10 +171,14 @@ def test_ddp_job_runs_as_two_slurm_tasks_and_writes_one_run(slurm, job_name, tmp
 # checkpoint and submitit's `scontrol requeue` on a loaded machine (with 20 s left, the limit's
 # SIGTERM once killed the requeue); the run writes last.ckpt at that step,
 # records it, and submitit requeues the job. The test then raises the requeued job's limit
-# again, and the second slot ends the run. The training (a 32-unit MLP for 5,000 epochs,
-# ~40 s on a quiet core here) outlasts the wait for the signal (at most ~35 s).
-LONG_RUN = ("seed=0", "threads=1", "model.hidden_sizes=[32]", "trainer.max_epochs=5000")
+# again, and the second slot ends the run. The training (a 32-unit MLP for 700 epochs, each
+# followed by a 60 ms sleep: ~55 s on a quiet core, ~10 s of it CPU) outlasts the wait for the
+# signal (at most ~35 s); the sleep (tests/pace.py, a user's callback) keeps the job and the
+# uninterrupted run beside it from spending the suite's CPU on waiting for SLURM.
+LONG_RUN = ("seed=0", "threads=1", "model.hidden_sizes=[32]", "trainer.max_epochs=700")
 LONG_RUN += ("callbacks.early_stopping.patience=100000", "logger=none")
+LONG_RUN += ("+callbacks.pace._target_=pace.Pace", "+callbacks.pace.seconds=0.06")
+TESTS = str(Path(__file__).parent)  # where the job imports tests/pace.py from
 JOB_DIR = r"\d+(_\d+)?"  # submitit's folder of a job, named by its SLURM id
 
 
@@ -227,9 +231,11 @@ def test_a_job_past_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
     launcher = slurm.launcher(job_name, timeout_min=15, signal_delay_s=90, max_num_timeout=1)
     args = ["-m", *LONG_RUN, *launcher, f"hydra.sweep.dir={sweep}"]
     args.append(f"hydra.launcher.submitit_folder={sweep}/.submitit/%j")
+    path = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
     proc = subprocess.Popen(  # the sweep's launching process waits for the job, requeues too
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=cwd,
+        env={**os.environ, "PYTHONPATH": path},  # SLURM passes it on to the job
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
