@@ -63,10 +63,11 @@ def serve(path: str) -> dict:
             conn, _ = listener.accept()
             request = json.loads(_readline(conn))
             pid = os.fork()
-            if pid == 0:
+            if pid == 0:  # the child keeps none of the server's sockets
                 selector.close()
                 listener.close()
-                conn.close()
+                for other in (conn, *waiting.values()):
+                    other.close()
                 return request
             conn.sendall(f"{pid}\n".encode())
             waiting[pid] = conn
@@ -114,7 +115,7 @@ def _readline(conn: socket.socket) -> str:
     while not line.endswith(b"\n"):
         byte = conn.recv(1)
         if not byte:
-            raise ConnectionError(f"the fork server closed the connection after {line!r}")
+            raise ConnectionError(f"the other end closed the connection after {line!r}")
         line += byte
     return line.decode()
 
