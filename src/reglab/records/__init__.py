@@ -4,6 +4,7 @@ the progress line. Imports nothing else of reglab but `config`."""
 
 from reglab.records.best import BestCheckpoint
 from reglab.records.checkpoints import CheckpointWriter, check_checkpoint_fits, previous
+from reglab.records.figures import save_png
 from reglab.records.files import format_table, read_json, write_json, write_npz
 from reglab.records.latest import LatestCheckpoint
 from reglab.records.loggers import (
@@ -36,6 +37,7 @@ __all__ = [
     "previous",
     "progress_bar",
     "read_json",
+    "save_png",
     "ui_commands",
     "write_json",
     "write_npz",

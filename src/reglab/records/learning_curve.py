@@ -6,8 +6,6 @@ and the stop marked, and the phases of a protocol shaded. Saved as `learning_cur
 the run directory and logged to TensorBoard's IMAGES tab.
 """
 
-from pathlib import Path
-
 from matplotlib.figure import Figure  # no pyplot: no global state, no window, any backend
 
 COLORS = {"train/loss": "#1f77b4", "val/loss": "#d62728"}
@@ -62,14 +60,12 @@ def plot(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)
-    fig.tight_layout()
+    # fixed margins, not tight_layout: it lays out every text of the figure in a draw of its
+    # own (60 ms here, twice the rest of the plot)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.12, top=0.92)
     return fig
 
 
 def _spans_decades(values: list[float]) -> bool:
     positive = [v for v in values if v > 0]
     return bool(positive) and max(positive) / min(positive) > 30
-
-
-def save(fig: Figure, path: Path) -> None:
-    fig.savefig(path)

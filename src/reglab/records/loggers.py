@@ -9,6 +9,7 @@ has logged at their true steps.
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.logger import _add_prefix
@@ -152,11 +153,12 @@ def log_final(
         logger.save()
 
 
-def log_figure(loggers: list[pl.loggers.Logger], tag: str, figure: Any, step: int) -> None:
-    """A matplotlib figure in TensorBoard's IMAGES tab (other loggers get the png file)."""
+def log_figure(loggers: list[pl.loggers.Logger], tag: str, pixels: np.ndarray, step: int) -> None:
+    """A figure's (height, width, RGBA) pixels (`figures.save_png`'s) in TensorBoard's IMAGES
+    tab (other loggers get the png file)."""
     for logger in loggers:
         if isinstance(logger, pl.loggers.TensorBoardLogger):
-            logger.experiment.add_figure(tag, figure, step)
+            logger.experiment.add_image(tag, pixels[..., :3], step, dataformats="HWC")
 
 
 def close_loggers(loggers: list[pl.loggers.Logger], status: str = "success") -> None:

@@ -9,7 +9,6 @@ one column per classifier (a multi-task run: per classification task).
 """
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure  # no pyplot: no global state, no window, any backend
@@ -25,12 +24,22 @@ def plot(panels: Mapping[str, Mapping[str, np.ndarray]], title: str = "Reliabili
     """One column per classifier: accuracy per confidence bin over the diagonal (top), the
     share of examples per bin (bottom). `panels` maps a name ("" for a single classifier)
     to its `count`, `confidence` and `accuracy` per bin (objectives.calibration)."""
-    fig = Figure(figsize=(4.5 * len(panels), 5.5), dpi=100)
+    width, height = 4.5 * len(panels), 5.5
+    fig = Figure(figsize=(width, height), dpi=100)
     axes = fig.subplots(2, len(panels), squeeze=False, height_ratios=[3, 1], sharex=True)
     for column, (name, bins) in enumerate(panels.items()):
         _draw(axes[0, column], axes[1, column], bins, name)
     fig.suptitle(title)
-    fig.tight_layout()
+    # fixed margins in inches (tight_layout's draw of its own cost 60 ms a figure): 0.65 on
+    # the left for the labels, 0.9 between columns (the next one's), 0.66 above for titles
+    fig.subplots_adjust(
+        left=0.65 / width,
+        right=1 - 0.25 / width,
+        bottom=0.6 / height,
+        top=1 - 0.66 / height,
+        wspace=0.25,
+        hspace=0.125,
+    )
     return fig
 
 
@@ -73,7 +82,3 @@ def _draw(top, bottom, bins: Mapping[str, np.ndarray], name: str) -> None:
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (probability of the predicted class)")
     bottom.set_ylabel("share")
-
-
-def save(fig: Figure, path: Path) -> None:
-    fig.savefig(path)
