@@ -164,7 +164,7 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 # the files whose tests take longest run first (as measured: `--durations=0`, summed per
-# file): under `make test`'s two xdist workers a file's tests stay on one worker, and a long
+# file): under `make test`'s xdist workers a file's tests stay on one worker, and a long
 # file sent out last (the SLURM time-limit test: minutes, mostly waiting for the job) ends
 # the suite alone; sent out longest first, the workers end together. The Makefile's
 # `--no-loadscope-reorder` keeps this order (xdist's own sorts files by their test count).
