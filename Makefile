@@ -25,10 +25,12 @@ install: $(STAMP)
 UV     := $(BIN)/uv
 INSTALL = if [ -x $(UV) ]; then $(UV) pip install --quiet --python $(BIN)/python \
 	  -c constraints.txt $(1); else $(PIP) --no-compile $(1); fi
-# pip finds the torch wheel on this machine's disk through its config (find-links); uv
-# reads only its own, so pip's, where set in the environment, is handed on
-ifneq ($(PIP_FIND_LINKS),)
-export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+# pip finds the torch wheel on this machine's disk through its find-links (environment or
+# pip.conf); uv reads only its own settings, so pip's are handed on: without them uv would
+# take torch 2.13.0 from PyPI, a CUDA build of several GB
+FIND_LINKS := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+ifneq ($(FIND_LINKS),)
+export UV_FIND_LINKS ?= $(FIND_LINKS)
 endif
 
 # Re-install only when the declared or pinned dependencies change.
