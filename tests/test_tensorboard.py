@@ -218,3 +218,38 @@ def test_a_weight_histogram_is_numpys_histogram_of_the_tensor():
     assert h.sum == pytest.approx(x.sum(), abs=1e-3)
     assert h.sum_squares == pytest.approx((x**2).sum(), rel=1e-6)
     assert histogram(torch.full((4,), 2.0), 8).bucket[0] == 4  # constant: one bin
+
+
+def test_a_runs_figures_reach_tensorboard_as_the_pixels_of_their_png_files(run):
+    """TensorBoard's image of each figure is its PNG file's pixels (one render feeds both:
+    records/figures.py), in RGB order and the figure's own size."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir = run
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload()
+    for tag in ("learning_curve", "reliability"):
+        (image,) = events.Images(tag)
+        shown = Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB")
+        saved = Image.open(run_dir / f"{tag}.png").convert("RGB")
+        assert np.array_equal(np.asarray(shown), np.asarray(saved)), tag
+
+
+def test_save_png_writes_what_matplotlibs_savefig_writes(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from reglab.records import learning_curve, save_png
+
+    history = [
+        (s, tag, v / s) for s in (17, 34, 51) for tag, v in (("train/loss", 9), ("val/loss", 12))
+    ]
+    fig = learning_curve.plot(history, best_step=34, stopped_step=51)
+    pixels = save_png(fig, tmp_path / "ours.png")
+    fig.savefig(tmp_path / "matplotlib.png")
+    ours, theirs = (np.asarray(Image.open(tmp_path / f)) for f in ("ours.png", "matplotlib.png"))
+    assert ours.shape == theirs.shape == (450, 800, 4)
+    assert np.array_equal(ours, theirs) and np.array_equal(pixels, ours)
