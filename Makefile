@@ -19,12 +19,13 @@ unexport PYTHONDONTWRITEBYTECODE
 install: $(STAMP)
 
 # uv installs the pinned set in about 10 s, where pip took 55 s here (pip resolves, unpacks
-# and writes one package at a time); pip installs it where uv cannot be had. Neither
+# and writes one package at a time); pip installs it where uv cannot be had or fails. Neither
 # compiles bytecode up front (pip: --no-compile; uv by default): Python compiles what it
 # imports on first use, and compiling every file of every package took 40 s here.
 UV     := $(BIN)/uv
-INSTALL = if [ -x $(UV) ]; then $(UV) pip install --quiet --python $(BIN)/python \
-	  -c constraints.txt $(1); else $(PIP) --no-compile $(1); fi
+INSTALL = { [ -x $(UV) ] && $(UV) pip install --quiet --python $(BIN)/python -c constraints.txt \
+	  $(1); } || { [ ! -x $(UV) ] || echo "make install: uv failed: installing with pip"; \
+	  $(PIP) --no-compile $(1); }
 # pip finds the torch wheel on this machine's disk through its find-links (environment or
 # pip.conf); uv reads only its own settings, so pip's are handed on: without them uv would
 # take torch 2.13.0 from PyPI, a CUDA build of several GB
