@@ -221,8 +221,8 @@ def test_a_weight_histogram_is_numpys_histogram_of_the_tensor():
 
 
 def test_a_runs_figures_reach_tensorboard_as_the_pixels_of_their_png_files(run):
-    """TensorBoard's image of each figure is its PNG file's pixels (one render feeds both:
-    records/figures.py), in RGB order and the figure's own size."""
+    """TensorBoard's image of each figure is its PNG file (one render and encoding feeds
+    both: records/figures.py), at the figure's own size."""
     import io
 
     import numpy as np
@@ -234,8 +234,9 @@ def test_a_runs_figures_reach_tensorboard_as_the_pixels_of_their_png_files(run):
     for tag in ("learning_curve", "reliability"):
         (image,) = events.Images(tag)
         shown = Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB")
-        saved = Image.open(run_dir / f"{tag}.png").convert("RGB")
-        assert np.array_equal(np.asarray(shown), np.asarray(saved)), tag
+        saved = Image.open(run_dir / f"{tag}.png")
+        assert (image.width, image.height) == saved.size == shown.size, tag
+        assert np.array_equal(np.asarray(shown), np.asarray(saved.convert("RGB"))), tag
 
 
 def test_save_png_writes_what_matplotlibs_savefig_writes(tmp_path):
@@ -248,8 +249,10 @@ def test_save_png_writes_what_matplotlibs_savefig_writes(tmp_path):
         (s, tag, v / s) for s in (17, 34, 51) for tag, v in (("train/loss", 9), ("val/loss", 12))
     ]
     fig = learning_curve.plot(history, best_step=34, stopped_step=51)
-    pixels = save_png(fig, tmp_path / "ours.png")
+    png = save_png(fig, tmp_path / "ours.png")
     fig.savefig(tmp_path / "matplotlib.png")
     ours, theirs = (np.asarray(Image.open(tmp_path / f)) for f in ("ours.png", "matplotlib.png"))
     assert ours.shape == theirs.shape == (450, 800, 4)
-    assert np.array_equal(ours, theirs) and np.array_equal(pixels, ours)
+    assert np.array_equal(ours, theirs)
+    assert png.data == (tmp_path / "ours.png").read_bytes()
+    assert (png.height, png.width) == (450, 800)

@@ -69,8 +69,8 @@ def save_learning_curve(outcome: Outcome, metrics: dict[str, Any], run_dir: Path
         outcome.phases,
         title=f"Learning curve: {run_dir.name}",
     )
-    pixels = save_png(fig, run_dir / "learning_curve.png")
-    log_figure(outcome.trainer.loggers, "learning_curve", pixels, outcome.module.step)
+    png = save_png(fig, run_dir / "learning_curve.png")
+    log_figure(outcome.trainer.loggers, "learning_curve", png, outcome.module.step)
 
 
 def save_test_records(outcome: Outcome, run: Run) -> None:
@@ -87,8 +87,8 @@ def save_test_records(outcome: Outcome, run: Run) -> None:
     panels = module.reliability_bins()
     if panels:
         fig = reliability.plot(panels, title=f"Reliability: {run.run_dir.name}")
-        pixels = save_png(fig, run.run_dir / "reliability.png")
-        log_figure(outcome.trainer.loggers, "reliability", pixels, module.step)
+        png = save_png(fig, run.run_dir / "reliability.png")
+        log_figure(outcome.trainer.loggers, "reliability", png, module.step)
 
 
 def stop(run: Run, trainer: pl.Trainer, record: dict[str, Any], seconds: float) -> None:

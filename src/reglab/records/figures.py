@@ -1,12 +1,15 @@
-"""A run's figures, drawn once: the same pixels go to the PNG file and to TensorBoard.
+"""A run's figures, drawn and encoded once: the PNG file's bytes also go to TensorBoard.
 
 Drawing is most of what a figure costs (its text layout above all): matplotlib's
 `savefig` draws the figure, and TensorBoard's `add_figure` draws it again to read its
-pixels. Here the figure is drawn once on an Agg canvas at its own dpi, which is what
-`savefig` writes, and its RGBA pixels are written to the file and returned for the loggers.
+pixels, then encodes them as a PNG again. Here the figure is drawn once on an Agg canvas
+at its own dpi, which is what `savefig` writes, and the one PNG encoding of its pixels is
+both the file and TensorBoard's image.
 """
 
+import io
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,8 +24,18 @@ def render(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba()).copy()
 
 
-def save_png(fig: Figure, path: Path) -> np.ndarray:
-    """Write `fig` to `path` as a PNG; returns its pixels (`render`), for the loggers."""
+class PNG(NamedTuple):
+    """An encoded image and its size in pixels."""
+
+    data: bytes
+    height: int
+    width: int
+
+
+def save_png(fig: Figure, path: Path) -> PNG:
+    """Write `fig` to `path` as a PNG (RGBA); returns the file's bytes, for the loggers."""
     pixels = render(fig)
-    Image.fromarray(pixels).save(path, dpi=(fig.dpi, fig.dpi))
-    return pixels
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", dpi=(fig.dpi, fig.dpi))
+    Path(path).write_bytes(buffer.getvalue())
+    return PNG(buffer.getvalue(), *pixels.shape[:2])

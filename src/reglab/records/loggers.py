@@ -9,7 +9,6 @@ has logged at their true steps.
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.logger import _add_prefix
@@ -18,6 +17,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from reglab.records.figures import PNG
 
 
 class TensorBoardLogger(pl.loggers.TensorBoardLogger):
@@ -153,12 +154,15 @@ def log_final(
         logger.save()
 
 
-def log_figure(loggers: list[pl.loggers.Logger], tag: str, pixels: np.ndarray, step: int) -> None:
-    """A figure's (height, width, RGBA) pixels (`figures.save_png`'s) in TensorBoard's IMAGES
-    tab (other loggers get the png file)."""
+def log_figure(loggers: list[pl.loggers.Logger], tag: str, png: PNG, step: int) -> None:
+    """A figure's PNG (`figures.save_png`'s bytes, as they are) in TensorBoard's IMAGES tab
+    (other loggers get the png file)."""
+    image = Summary.Image(
+        height=png.height, width=png.width, colorspace=4, encoded_image_string=png.data
+    )
     for logger in loggers:
         if isinstance(logger, pl.loggers.TensorBoardLogger):
-            logger.experiment.add_image(tag, pixels[..., :3], step, dataformats="HWC")
+            write_event(logger.experiment, [Summary.Value(tag=tag, image=image)], step)
 
 
 def close_loggers(loggers: list[pl.loggers.Logger], status: str = "success") -> None:
