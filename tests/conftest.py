@@ -177,12 +177,15 @@ FIRST = (
     "test_report.py",
     "test_bagging.py",
     "test_launchers.py",
+    "test_speed_settings.py",  # torch.compile: about 70 s from an empty inductor cache (CI's)
     "test_optuna.py",
     "test_semi_supervised.py",
     "test_networks.py",
     "test_checkpoints.py",
     "test_multitask.py",
     "test_sync_batchnorm.py",
+    "test_augmentation.py",
+    "test_theory.py",
 )
 
 
