@@ -13,13 +13,12 @@ from pathlib import Path
 # thread per core would put workers × cores OpenMP threads on the cores, and its spinning
 # threads then slow small runs tenfold (measured here: a 1.4 s fit took 23 s). Each worker,
 # and every run it starts, gets its share of the cores; set before torch is imported.
-if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
-    _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
-    os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
 # torch.compile's inductor compiles in a pool of fresh Python processes, each importing torch
 # again: beside the workers there are no cores for it to win back (the compile tests took
 # 16 s less CPU compiling in the worker itself); read when inductor is imported
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 # runs with logger=mlflow that a test does not point elsewhere (the CLI cases) track into a

@@ -37,5 +37,6 @@ def save_png(fig: Figure, path: Path) -> PNG:
     pixels = render(fig)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", dpi=(fig.dpi, fig.dpi))
-    Path(path).write_bytes(buffer.getvalue())
-    return PNG(buffer.getvalue(), *pixels.shape[:2])
+    data = buffer.getvalue()
+    Path(path).write_bytes(data)
+    return PNG(data, *pixels.shape[:2])
