@@ -4,6 +4,7 @@ metric history and artifacts must be what the run directory holds. Bad tracking 
 stop the run with one line before anything trains."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,17 @@ def test_a_nested_group_choice_is_a_param_beside_its_parent_group(tmp_path):
     logger.finalize("success")
     found = mlflow.tracking.MlflowClient(store).get_run(logger.run_id)
     assert found.data.params == {"model": "multitask", "model.trunk": "mlp", "optimizer.lr": "0.1"}
+
+
+def test_a_run_leaves_the_store_of_later_configs_as_it_was(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri (Lightning's, when the run starts) writes the store into
+    MLFLOW_TRACKING_URI: the next run composed in the process tracked into this one's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    logger = MLFlowLogger(tracking_uri=f"file:{tmp_path}/mlruns", run_dir=str(tmp_path / "run"))
+    logger.log_hyperparams({"seed": 0})
+    logger.finalize("success")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert reglab.compose(["logger=mlflow"]).logger.mlflow.tracking_uri == "file:./mlruns"
 
 
 def test_the_store_is_mlflows_own_variable_if_set_else_mlruns_here(monkeypatch):

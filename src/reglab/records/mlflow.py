@@ -60,6 +60,20 @@ class MLFlowLogger(pl.loggers.MLFlowLogger):
         )
         self.tracking_uri = uri
 
+    @property
+    def experiment(self) -> Any:
+        # Lightning calls mlflow.set_tracking_uri here, which also writes the store into
+        # os.environ["MLFLOW_TRACKING_URI"]: every config composed later in this process (a
+        # Python sweep, the next job of a `-m` sweep) would default to this run's store
+        before = os.environ.get("MLFLOW_TRACKING_URI")
+        try:
+            return super().experiment
+        finally:
+            if before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = before
+
     def log_hyperparams(self, params: Any) -> None:
         # the file store keeps a param as a file named by its key, so the chosen option of
         # a nested group (`model/trunk`) would need `model`, another param, as a directory
