@@ -145,3 +145,25 @@ def test_logger_mlflow_without_the_package_says_how_to_install_it(monkeypatch):
     )
     with pytest.raises(ConfigError, match=r"logger=mlflow needs the mlflow package.*\[mlflow\]"):
         validate(reglab.compose(["logger=mlflow"]))
+
+
+def test_an_experiment_created_by_another_job_at_the_same_moment_is_used(tmp_path, monkeypatch):
+    """Jobs of a parallel sweep start on a new store together: one looks the experiment up,
+    finds nothing, and another job creates it before this one does. The logger then logs
+    into that experiment instead of failing ("Experiment 'reglab' already exists")."""
+    from mlflow import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    experiment = MlflowClient(uri).create_experiment("reglab")  # the other job's
+    lookup = MlflowClient.get_experiment_by_name
+    calls = iter([None])  # the first lookup comes before the other job's creation
+    monkeypatch.setattr(
+        MlflowClient, "get_experiment_by_name", lambda self, name: next(calls, lookup(self, name))
+    )
+    logger = MLFlowLogger(tracking_uri=uri, run_dir=str(tmp_path / "run"))
+    logger.log_metrics({"val/loss": 0.5}, step=1)
+    logger.finalize("success")
+    assert logger.experiment_id == experiment
+    (run,) = MlflowClient(uri).search_runs([experiment])
+    assert run.data.metrics == {"val/loss": 0.5}

@@ -59,6 +59,7 @@ class MLFlowLogger(pl.loggers.MLFlowLogger):
             experiment_name=experiment_name, run_name=name, tracking_uri=uri, tags=tags, **kwargs
         )
         self.tracking_uri = uri
+        self._experiment_exists = False
 
     @property
     def experiment(self) -> Any:
@@ -67,12 +68,33 @@ class MLFlowLogger(pl.loggers.MLFlowLogger):
         # Python sweep, the next job of a `-m` sweep) would default to this run's store
         before = os.environ.get("MLFLOW_TRACKING_URI")
         try:
+            self._create_experiment()
             return super().experiment
         finally:
             if before is None:
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = before
+
+    def _create_experiment(self) -> None:
+        """Create the experiment unless it exists, also when another process creates it at
+        the same moment: the jobs of a parallel sweep (joblib, SLURM) starting on a new
+        store. Lightning's logger would look it up, find nothing, and fail on creating it
+        ("Experiment 'reglab' already exists"), ending that job."""
+        if self._experiment_exists or self._run_id is not None:
+            return
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+        client = MlflowClient(self.tracking_uri)
+        if client.get_experiment_by_name(self._experiment_name) is None:
+            try:
+                client.create_experiment(self._experiment_name, self._artifact_location)
+            except MlflowException as err:
+                if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                    raise
+        self._experiment_exists = True
 
     def log_hyperparams(self, params: Any) -> None:
         # the file store keeps a param as a file named by its key, so the chosen option of
