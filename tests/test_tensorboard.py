@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from conftest import SCALAR_TAGS, read_metrics
-from torch.utils.tensorboard import SummaryWriter
 
 import reglab
+from reglab.records.events import SummaryWriter
 
 RUN = (
     "data=breast_cancer",  # 6 optimizer steps per epoch, validated every 2: chunks of 2 steps
@@ -39,7 +39,8 @@ START_TIMEOUT = 60.0
 
 
 def _next_event_file_uid(scratch: Path) -> int:
-    """The number that this process's next TensorBoard event file will end its name with."""
+    """The number that this process's next TensorBoard event file (of reglab's writer) will
+    end its name with."""
     logdir = scratch / str(len(list(scratch.iterdir())))
     SummaryWriter(str(logdir)).close()
     (name,) = (p.name for p in logdir.iterdir())
@@ -202,22 +203,25 @@ def test_one_log_call_is_one_event_holding_every_scalar(tmp_path):
 
 
 def test_a_weight_histogram_is_numpys_histogram_of_the_tensor():
-    """The counts, range and sums TensorBoard gets are numpy's over the same 64 bins."""
+    """The counts, range and sums TensorBoard gets for each tensor (all computed together)
+    are numpy's over the same 64 bins."""
     import numpy as np
     import torch
 
-    from reglab.records.loggers import histogram
+    from reglab.records.loggers import histogram, histograms
 
-    values = torch.randn(300, 7, generator=torch.Generator().manual_seed(0))
-    h = histogram(values, 64)
-    x = values.double().numpy().ravel()
-    counts, edges = np.histogram(x, bins=64, range=(x.min(), x.max()))
-    assert (h.min, h.max, h.num) == (x.min(), x.max(), x.size)
-    assert list(h.bucket) == counts.tolist()
-    np.testing.assert_allclose(h.bucket_limit, edges[1:], atol=1e-6)  # float32 edges
-    assert h.sum == pytest.approx(x.sum(), abs=1e-3)
-    assert h.sum_squares == pytest.approx((x**2).sum(), rel=1e-6)
-    assert histogram(torch.full((4,), 2.0), 8).bucket[0] == 4  # constant: one bin
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(300, 7, generator=g), torch.rand(5, generator=g) * 9 - 2]
+    for values, h in zip(tensors, histograms([*tensors, torch.full((3,), 2.0)], 64), strict=False):
+        x = values.double().numpy().ravel()
+        counts, edges = np.histogram(x, bins=64, range=(x.min(), x.max()))
+        assert (h.min, h.max, h.num) == (x.min(), x.max(), x.size)
+        assert list(h.bucket) == counts.tolist()
+        np.testing.assert_allclose(h.bucket_limit, edges[1:], rtol=1e-12)
+        assert h.sum == pytest.approx(x.sum(), rel=1e-12)
+        assert h.sum_squares == pytest.approx((x**2).sum(), rel=1e-12)
+    constant = histogram(torch.full((4,), 2.0), 8)  # one bin holds them all
+    assert (constant.bucket[0], sum(constant.bucket), constant.min) == (4, 4, 2.0)
 
 
 def test_a_runs_figures_reach_tensorboard_as_the_pixels_of_their_png_files(run):
@@ -256,3 +260,48 @@ def test_save_png_writes_what_matplotlibs_savefig_writes(tmp_path):
     assert np.array_equal(ours, theirs)
     assert png.data == (tmp_path / "ours.png").read_bytes()
     assert (png.height, png.width) == (450, 800)
+
+
+def test_event_records_carry_tensorboards_own_checksums():
+    """The compiled CRC-32C gives tensorboard's pure-Python masked CRC on any bytes."""
+    import random
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+
+    from reglab.records.events import masked_crc32c
+
+    rng = random.Random(0)
+    for n in (0, 1, 7, 8, 12, 255, 4099):
+        data = rng.randbytes(n)
+        assert masked_crc32c(data) == reference(data), n
+
+
+def test_an_event_is_in_the_file_when_add_event_returns_even_after_sigkill(tmp_path):
+    """Every event reaches the file as it is added: a process killed with SIGKILL right
+    after logging leaves a file that tensorboard's reader (which checks every record's
+    CRCs) reads to the end, every scalar at its step."""
+    import os
+    import signal
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from reglab.records import TensorBoardLogger
+
+    pid = os.fork()
+    if pid == 0:  # the child logs, then dies without closing anything
+        try:
+            logger = TensorBoardLogger(save_dir=tmp_path, name="", version="")
+            for step in range(5):
+                metrics = {"train/loss": 1.0 / (step + 1), "val/acc": step / 4}
+                logger.log_metrics(metrics, step=step)
+            logger.experiment.add_text("note", "x" * 5000, 5)  # longer than the others
+            os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)  # never back into pytest
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    events = EventAccumulator(str(tmp_path)).Reload()
+    loss = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert loss == [(s, pytest.approx(1.0 / (s + 1))) for s in range(5)]
+    assert [e.step for e in events.Scalars("val/acc")] == list(range(5))
+    assert [e.step for e in events.Tensors("note/text_summary")] == [5]

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from lightning_fabric.utilities.logger import _add_prefix
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
-from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from reglab.records.events import SummaryWriter
 from reglab.records.figures import PNG
 
 
@@ -28,8 +29,18 @@ class TensorBoardLogger(pl.loggers.TensorBoardLogger):
     opens a new event file. TensorBoard reads a directory's event files in name order, which
     stops being the order of writing once the process's file counter crosses a power of ten
     (…9, …10: job 3 of any sweep), and then shows stale values as the last ones. This logger
-    only flushes there; `close()` ends the file when the run is done.
+    only flushes there; `close()` ends the file when the run is done. Its writer writes each
+    event as it comes, in the training thread (records/events.py).
     """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> SummaryWriter:
+        if self._experiment is None:  # as Lightning's, with reglab's SummaryWriter
+            if self.root_dir:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+        return self._experiment
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -73,9 +84,10 @@ class WeightHistograms(pl.Callback):
         if not writers:
             return
         # one event for every tensor's histogram (add_histogram_raw writes one per tensor)
+        names, tensors = zip(*pl_module.named_parameters(), strict=True)
         values = [
-            Summary.Value(tag="weights/" + name.replace(".", "/"), histo=histogram(p, self.bins))
-            for name, p in pl_module.named_parameters()
+            Summary.Value(tag="weights/" + name.replace(".", "/"), histo=h)
+            for name, h in zip(names, histograms(list(tensors), self.bins), strict=True)
         ]
         for writer in writers:
             write_event(writer, values, pl_module.step)
@@ -94,22 +106,42 @@ def write_event(writer: SummaryWriter, values: list[Summary.Value], step: int | 
 
 
 def histogram(values: torch.Tensor, bins: int) -> HistogramProto:
-    """TensorBoard's histogram of a tensor, computed by torch (numpy's path is several times
-    slower) with three transfers to Python: the range, the sums, the counts."""
-    values = values.detach().float().cpu()
-    lo, hi = (float(v) for v in torch.stack(torch.aminmax(values)))
-    if lo == hi:  # a constant tensor: one bin
-        hi = lo + 1e-12
-    total, squares = torch.stack([values.sum(), values.square().sum()]).tolist()
-    return HistogramProto(
-        min=lo,
-        max=hi,
-        num=values.numel(),
-        sum=total,
-        sum_squares=squares,
-        bucket_limit=torch.linspace(lo, hi, bins + 1)[1:].tolist(),
-        bucket=torch.histc(values, bins, lo, hi).tolist(),
+    """TensorBoard's histogram of a tensor over `bins` equal bins from its min to its max."""
+    return histograms([values], bins)[0]
+
+
+def histograms(tensors: list[torch.Tensor], bins: int) -> list[HistogramProto]:
+    """`histogram` of each tensor, computed for all of them at once (segment reductions and
+    one bincount over their concatenation: a few kernels, not a dozen per tensor) and
+    brought to Python in one transfer. Bins as numpy's: [lo + i·w, lo + (i+1)·w), the last
+    one closed; in float64."""
+    flat = [t.detach().flatten() for t in tensors]
+    sizes = torch.tensor([len(f) for f in flat])
+    x = torch.cat(flat).cpu().double()
+    segment = torch.repeat_interleave(torch.arange(len(flat)), sizes)
+    k = len(flat)
+    lo = torch.full((k,), torch.inf, dtype=x.dtype).scatter_reduce(0, segment, x, "amin")
+    hi = torch.full((k,), -torch.inf, dtype=x.dtype).scatter_reduce(0, segment, x, "amax")
+    width = torch.where(hi > lo, hi - lo, 1e-12)  # a constant tensor: one bin
+    index = ((x - lo[segment]) * (bins / width)[segment]).floor().clamp_(0, bins - 1).long()
+    counts = torch.bincount(segment * bins + index, minlength=k * bins).view(k, bins)
+    sums = torch.zeros(k, 2, dtype=x.dtype).index_add_(0, segment, torch.stack([x, x * x], 1))
+    limits = lo[:, None] + width[:, None] * torch.arange(1, bins + 1, dtype=x.dtype) / bins
+    lo, hi, sums, limits, counts, sizes = (
+        t.tolist() for t in (lo, lo + width, sums, limits, counts, sizes)
     )
+    return [
+        HistogramProto(
+            min=lo[i],
+            max=hi[i],
+            num=sizes[i],
+            sum=sums[i][0],
+            sum_squares=sums[i][1],
+            bucket_limit=limits[i],
+            bucket=counts[i],
+        )
+        for i in range(k)
+    ]
 
 
 def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> dict[str, Any]:
