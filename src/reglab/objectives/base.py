@@ -161,11 +161,42 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
     def clip_(self, opt: Any) -> None:
         clip_gradients(self, opt, self.clip_val, self.clip_algorithm)
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()  # DirectSteps: whether Lightning's step machinery can be skipped
+        self._plain = self._direct and self.only_j_acts()
+
+    def only_j_acts(self) -> bool:
+        """Whether a step is J's gradient and the optimizer's update alone (no penalty hook,
+        constraint, weight noise, attack, hidden-unit penalty, clipping or per-step
+        schedule; one model, this class's loss): then `plain_steps` runs the chunk. Label
+        smoothing and augmentation act on the whole chunk, before either loop."""
+        reg, hooks = type(self.regularizer), ("add_grad_", "before_step_", "after_step_")
+        own = ("train_output", "step_loss", "regularized_loss", "regularized_steps")
+        return (
+            all(getattr(reg, h) is getattr(Regularizer, h) for h in hooks)
+            and type(self.noise).perturbed is NoNoise.perturbed
+            and not (self.adversarial is not None and self.adversarial.trains)
+            and not (self.representation.active or self.clip_val)
+            and self.constraint is None
+            and (self.scheduler_factory is None or self.scheduler_interval != "step")
+            and (self.models, self.batch_dim) == (1, 0)
+            and all(getattr(type(self), m) is getattr(RegLabModule, m) for m in own)
+        )
+
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
-        opt = self.optimizers()
+        x, y = self.training_targets(*chunk)
+        steps = self.plain_steps if self._plain else self.regularized_steps
+        losses, preds = steps(self.optimizers(), x, y)
+        if losses:
+            dim = self.batch_dim
+            output = torch.cat(preds, dim)
+            self._log_chunk(torch.stack(losses), output, y.narrow(dim, 0, output.shape[dim]))
+
+    def regularized_steps(self, opt: Any, x: Tensor, y: Tensor) -> tuple[list, list]:
+        """One optimizer step per minibatch of the chunk (x, y), each strategy acting in
+        its place; returns the steps' losses and outputs (for the chunk's log)."""
         scheduler = self.lr_schedulers() if self.scheduler_interval == "step" else None
         max_steps = self.trainer.max_steps
-        x, y = self.training_targets(*chunk)
         dim = self.batch_dim
         losses, preds = [], []
         for xb, yb in zip(
@@ -190,9 +221,7 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
                 scheduler.step()
             losses.append(loss.detach() / self.models if self.models != 1 else loss.detach())
             preds.append(output.detach())
-        if losses:
-            output = torch.cat(preds, dim)
-            self._log_chunk(torch.stack(losses), output, y.narrow(dim, 0, output.shape[dim]))
+        return losses, preds
 
     def training_targets(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """A chunk's inputs and targets after augmentation, label mixing and smoothing (the
@@ -213,9 +242,7 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
         adversarial = self.adversarial is not None and self.adversarial.trains
         if adversarial:
             attack = self._bound_adversarial()
-            x_adv = attack.perturb(
-                self.net, lambda v: self.step_loss(self.train_output(v), y), x, attack.method
-            )
+            x_adv = attack.perturb(self.net, self._loss_of(y), x, attack.method)
         if self.representation.active:
             self.representation.record()
         output = self.train_output(x)

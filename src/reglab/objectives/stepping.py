@@ -20,6 +20,7 @@ any clipping, a check that only a loss scale (16-mixed) needs.
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from pytorch_lightning.utilities import GradClipAlgorithmType
@@ -65,6 +66,7 @@ class DirectSteps:
     direct path when `direct_path_allowed` held at the start of training."""
 
     _direct = False
+    _plain = False  # whether training steps go through `plain_steps` (set at fit start)
 
     def on_fit_start(self) -> None:
         self._direct = direct_path_allowed(self.trainer, self)
@@ -83,3 +85,25 @@ class DirectSteps:
         opt._on_before_step()  # the manual loop's: a step is ready (progress, profiler)
         opt.optimizer.step()
         opt._on_after_step()  # …and completed: `global_step` counts it
+
+    def plain_steps(self, opt: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[list, list]:
+        """The chunk's optimizer steps when nothing acts on a step but J's gradient and the
+        optimizer (the module's `only_j_acts`, on the direct path): what a hand-written loop
+        does, each step counted as `step_` counts it. The no-op calls of the strategies
+        that could act cost about 30 µs a step, 4 % of the default digits MLP's fit."""
+        optimizer, ready, done = opt.optimizer, opt._on_before_step, opt._on_after_step
+        net, loss_fn, max_steps = self.net, self.loss_fn, self.trainer.max_steps
+        losses, preds = [], []
+        for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
+            if 0 <= max_steps <= self.trainer.global_step:
+                break
+            output = net(xb)
+            loss = loss_fn(output, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            ready()
+            optimizer.step()
+            done()
+            losses.append(loss.detach())
+            preds.append(output.detach())
+        return losses, preds
