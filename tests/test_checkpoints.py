@@ -33,6 +33,28 @@ def test_due_checkpoints_wait_in_memory_as_they_were_and_are_written_at_teardown
     assert not list(path.parent.glob("*.tmp"))
 
 
+def test_a_checkpoint_saved_now_is_written_at_once_with_what_waits_and_never_copied(
+    tmp_path, monkeypatch
+):
+    """`now()` (last.ckpt's writes) writes within the interval, and the best.ckpt waiting
+    in memory with it; a checkpoint written at once is not copied first (a large model's
+    state would take twice its memory)."""
+    import reglab.records.checkpoints as checkpoints
+
+    best, last = tmp_path / "best.ckpt", tmp_path / "last.ckpt"
+    writer = CheckpointWriter(min_interval=3600)
+    writer.save_checkpoint({"global_step": 1}, best)  # written at once: the first
+    writer.save_checkpoint({"global_step": 2}, best)  # waits (copied)
+    copies = []
+    monkeypatch.setattr(checkpoints, "_copy_tensors", lambda c: copies.append(c) or c)
+    with writer.now():
+        writer.save_checkpoint({"global_step": 3}, last)
+    assert (torch.load(best)["global_step"], torch.load(last)["global_step"]) == (2, 3)
+    assert copies == []
+    writer.save_checkpoint({"global_step": 4}, last)  # after the block: waits again
+    assert torch.load(last)["global_step"] == 3 and len(copies) == 1
+
+
 def test_without_an_interval_every_checkpoint_is_written(tmp_path):
     path = tmp_path / "best.ckpt"
     writer = CheckpointWriter(min_interval=0)

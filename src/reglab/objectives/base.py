@@ -23,6 +23,7 @@ beyond them (test_records.py), weight statistics (statistics.py) and the direct
 backward/step path (stepping.py).
 """
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -276,19 +277,13 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
         with torch.no_grad():  # per model: an ensemble's penalty is the sum over its members
             penalty = self.regularizer.penalty(self.weights) / self.models
         objective = data_loss + penalty
-        if not torch.isfinite(objective):
+        metrics = {"train/loss": objective, "train/data_loss": data_loss, "train/penalty": penalty}
+        loss = self.publish({**metrics, **self.train_metrics(output, y)})["train/loss"]
+        if not math.isfinite(loss):  # logged at its step, then the run fails
             raise NonFiniteLossError(
-                f"training loss became {objective.item()} by step {self.trainer.global_step}"
+                f"training loss became {loss} by step {self.trainer.global_step}"
                 " (lower optimizer.lr or regularizer.alpha)"
             )
-        self.publish(
-            {
-                "train/loss": objective,
-                "train/data_loss": data_loss,
-                "train/penalty": penalty,
-                **self.train_metrics(output, y),
-            }
-        )
 
     def train_metrics(self, output: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Metrics of the outputs a chunk's steps produced, beside the loss."""

@@ -1,9 +1,11 @@
 """Checkpoint files: written atomically, and at most every `trainer.checkpoint_min_interval` s."""
 
+import contextlib
 import copy
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,8 @@ class CheckpointWriter(TorchCheckpointIO):
     Lightning calls `teardown` in every case but SIGKILL, which loses at most `min_interval`
     seconds of checkpoints. For a small model a validation takes a millisecond and a write
     several, so writing every improvement would dominate training; for a large one the
-    interval has passed at every validation and nothing waits.
+    interval has passed at every validation and nothing waits. A checkpoint written at once
+    is not copied (the copy of a large model's state would double its memory for a moment).
     """
 
     def __init__(self, min_interval: float = 0.0, keep_previous: tuple[str, ...] = ()) -> None:
@@ -50,15 +53,27 @@ class CheckpointWriter(TorchCheckpointIO):
         self.keep_previous = keep_previous
         self._pending: dict[str, dict[str, Any]] = {}
         self._last_write = -math.inf
+        self._now = False  # within `now()`: write whatever the interval
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         if "://" in str(path) or storage_options is not None:  # remote: Lightning's fsspec path
             return super().save_checkpoint(checkpoint, path, storage_options)
-        self._pending[str(path)] = _copy_tensors(checkpoint)  # the live tensors move on
-        if time.monotonic() - self._last_write >= self.min_interval:
+        due = self._now or time.monotonic() - self._last_write >= self.min_interval
+        # one that waits is copied: the live tensors move on
+        self._pending[str(path)] = checkpoint if due else _copy_tensors(checkpoint)
+        if due:
             self.flush()
+
+    @contextlib.contextmanager
+    def now(self) -> Iterator[None]:
+        """Checkpoints saved within the block are written at once (last.ckpt)."""
+        self._now = True
+        try:
+            yield
+        finally:
+            self._now = False
 
     def flush(self) -> None:
         for path, checkpoint in self._pending.items():

@@ -20,6 +20,7 @@ Writes go through `CheckpointWriter` at once (atomically), keeping the previous 
 as last.prev.ckpt: a file cut short by a crash leaves the one before it to resume from.
 """
 
+import contextlib
 import functools
 import logging
 import signal
@@ -99,10 +100,9 @@ class LatestCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer) -> None:
         """last.ckpt at this step, written now (the writer keeps the one before)."""
         start = time.monotonic()
-        trainer.save_checkpoint(self.dirpath / LAST)
-        flush = getattr(trainer.strategy.checkpoint_io, "flush", None)
-        if flush is not None:
-            flush()
+        now = getattr(trainer.strategy.checkpoint_io, "now", contextlib.nullcontext)
+        with now():  # CheckpointWriter: written at once (and what waits with it), not copied
+            trainer.save_checkpoint(self.dirpath / LAST)
         self._last_write = time.monotonic()
         self._write_cost = self._last_write - start
 
