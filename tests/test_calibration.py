@@ -142,3 +142,25 @@ def test_uncertainty_matches_numpy_and_its_bounds():
     mi, h = ours["mutual_info"], ours["entropy"]
     assert bool((mi >= -1e-9).all() and (mi <= h).all() and (h <= math.log(5)).all())
     assert ours["disagreement"].max() > 0  # random members do disagree somewhere
+
+
+def test_mean_accuracy_is_torchmetrics_and_sklearns_accuracy_over_batches():
+    """Validation's and the test's accuracy (objectives/evaluation.py) accumulated over
+    batches of different sizes equals torchmetrics' Accuracy to the bit, and sklearn's."""
+    import torchmetrics
+    from sklearn.metrics import accuracy_score
+
+    from reglab.objectives.evaluation import MeanAccuracy
+
+    g = torch.Generator().manual_seed(0)
+    ours = MeanAccuracy()
+    theirs = torchmetrics.Accuracy("multiclass", num_classes=7)
+    preds, targets = [], []
+    for size in (64, 64, 17, 3):
+        p, y = torch.randint(0, 7, (size,), generator=g), torch.randint(0, 7, (size,), generator=g)
+        ours.update(p, y), theirs.update(p, y)
+        preds.append(p), targets.append(y)
+    assert torch.equal(ours.compute(), theirs.compute())
+    assert ours.compute().item() == pytest.approx(
+        accuracy_score(torch.cat(targets), torch.cat(preds)), abs=1e-7
+    )

@@ -109,7 +109,7 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
         self.history: list[tuple[int, str, float]] = []  # (step, tag, value): learning curves
         self.loss_fn = F.cross_entropy if task == "classification" else F.mse_loss
         self.metric_name = "acc" if task == "classification" else "mse"
-        self.metrics = split_metrics(task, n_outputs)  # validation's and the test's
+        self.metrics = split_metrics(task)  # validation's and the test's
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -24,17 +24,27 @@ class NonFiniteLossError(RuntimeError):
     """The training objective became NaN or infinite."""
 
 
-def _metric(task: str, n_outputs: int) -> torchmetrics.Metric:
-    if task == "classification":
-        return torchmetrics.Accuracy("multiclass", num_classes=n_outputs, validate_args=False)
-    return torchmetrics.MeanSquaredError()
+class MeanAccuracy(torchmetrics.MeanMetric):
+    """The fraction of predicted classes equal to the targets, as the mean of their
+    correctness: `torchmetrics.Accuracy`'s (micro) value to the bit, at half its cost per
+    validation (no per-class counts); synced across processes as every MeanMetric."""
+
+    def __init__(self) -> None:
+        super().__init__(nan_strategy="disable")  # booleans: nothing to check
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        super().update((preds == target).float())
 
 
-def split_metrics(task: str, n_outputs: int) -> nn.ModuleDict:
+def _metric(task: str) -> torchmetrics.Metric:
+    return MeanAccuracy() if task == "classification" else torchmetrics.MeanSquaredError()
+
+
+def split_metrics(task: str) -> nn.ModuleDict:
     """The validation and test splits' metric and loss, accumulated over their batches."""
     # ("val" would do as a key, "train" not: it is an nn.Module method, hence the suffix)
     return nn.ModuleDict(
-        {f"{split}_metric": _metric(task, n_outputs) for split in ("val", "test")}
+        {f"{split}_metric": _metric(task) for split in ("val", "test")}
         # NaN losses are kept (the default drops them with a warning): a NaN val/loss
         # fails the run instead of hiding in the mean of the other batches
         | {

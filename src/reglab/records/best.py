@@ -13,6 +13,7 @@ Lightning's.
 """
 
 import copy
+import functools
 from typing import Any
 from weakref import proxy
 
@@ -25,11 +26,12 @@ from torch import Tensor
 class BestCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that writes weights-only checkpoints without a full state dump."""
 
-    @property
+    @functools.cached_property
     def state_key(self) -> str:
         # ModelCheckpoint's key: a checkpoint written by either restores the other's best
         # score on resume (under its own key Lightning would drop it, and the first
-        # validation after the resume would overwrite best.ckpt whatever its score)
+        # validation after the resume would overwrite best.ckpt whatever its score). Built
+        # once: Lightning formats it into a profiler label at every hook call
         own = super().state_key
         return ModelCheckpoint.__qualname__ + own.removeprefix(type(self).__qualname__)
 

@@ -16,6 +16,7 @@ the module, so whatever runs next (testing, saving, the next protocol phase) see
 parameters, not the last ones.
 """
 
+import functools
 import logging
 from typing import Any
 
@@ -49,6 +50,12 @@ class EarlyStopping(pl.callbacks.EarlyStopping):
         self.best_step = 0  # i*
         self.stopped_step = 0
         self.best_state: dict[str, torch.Tensor] | None = None  # θ*
+
+    @functools.cached_property
+    def state_key(self) -> str:
+        """Lightning's key (from monitor and mode), built once: Lightning formats it into a
+        profiler label at every hook call of every callback."""
+        return super().state_key
 
     def _remember(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.best_step = trainer.global_step
