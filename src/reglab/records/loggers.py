@@ -111,28 +111,34 @@ def histogram(values: torch.Tensor, bins: int) -> HistogramProto:
 
 
 def histograms(tensors: list[torch.Tensor], bins: int) -> list[HistogramProto]:
-    """`histogram` of each tensor, in float64, brought to Python in three transfers for all
-    of them (ranges, sums, counts) where one per tensor each took most of the time."""
-    flat = [t.detach().flatten().cpu().double() for t in tensors]
+    """`histogram` of each tensor, computed where the tensors are (no copy of a float32
+    tensor) and brought to Python in three transfers for all of them (ranges, sums,
+    counts), where one per value took most of the time. Sums in float64."""
+    flat = [t.detach().flatten().float() for t in tensors]
     lo, hi = torch.stack([torch.stack(torch.aminmax(f)) for f in flat]).unbind(1)
-    hi = torch.where(hi > lo, hi, lo + 1e-12)  # a constant tensor: one bin
+    hi = torch.where(hi > lo, hi, lo + 1e-6 * lo.abs().clamp(min=1e-6))  # constant: one bin
     ranges = torch.stack([lo, hi], 1).tolist()
     counts = [torch.histc(f, bins, a, b) for f, (a, b) in zip(flat, ranges, strict=True)]
-    sums = torch.stack([torch.stack([f.sum(), f.square().sum()]) for f in flat]).tolist()
-    edges = torch.arange(1, bins + 1, dtype=lo.dtype) / bins
+    double = torch.float64 if lo.device.type != "mps" else torch.float32  # MPS has no float64
+    sums = [
+        torch.stack([f.sum(dtype=double), torch.linalg.vector_norm(f, dtype=double).square()])
+        for f in flat
+    ]
+    edges = torch.arange(1, bins + 1, dtype=torch.float64) / bins
+    lo, hi = torch.tensor(ranges, dtype=torch.float64).unbind(1)
     limits = (lo[:, None] + (hi - lo)[:, None] * edges).tolist()
-    counts, lo, hi = torch.stack(counts).tolist(), lo.tolist(), hi.tolist()
+    sums, counts = torch.stack(sums).tolist(), torch.stack(counts).tolist()
     return [
         HistogramProto(
-            min=lo[i],
-            max=hi[i],
+            min=a,
+            max=b,
             num=f.numel(),
             sum=sums[i][0],
             sum_squares=sums[i][1],
             bucket_limit=limits[i],
             bucket=counts[i],
         )
-        for i, f in enumerate(flat)
+        for i, (f, (a, b)) in enumerate(zip(flat, ranges, strict=True))
     ]
 
 
