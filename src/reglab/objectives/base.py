@@ -38,7 +38,7 @@ from reglab.objectives.evaluation import Evaluation, NonFiniteLossError, split_m
 from reglab.objectives.statistics import WeightStatistics
 from reglab.objectives.stepping import DirectSteps, clip_gradients
 from reglab.objectives.test_records import TestRecords
-from reglab.records import log_images
+from reglab.records import log_augmented_samples
 from reglab.regularization.adversarial import Adversarial
 from reglab.regularization.constraints import Constraint
 from reglab.regularization.dropout import MonteCarlo
@@ -123,7 +123,9 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
 
     def on_train_start(self) -> None:
-        self._log_augmented_samples()
+        if self.augment is not None:  # a few training images, before and after, to TensorBoard
+            x = self.trainer.datamodule.splits["train"][0]
+            log_augmented_samples(self.loggers, self.augment, x, self.device, self.step)
         if self.carried_optimizer_state is not None:  # continue, don't restart, the optimizer
             self.optimizers().optimizer.load_state_dict(self.carried_optimizer_state)
             self.carried_optimizer_state = None
@@ -143,21 +145,6 @@ class RegLabModule(Evaluation, DirectSteps, TestRecords, WeightStatistics, pl.Li
         of their J, so each gets the gradient of its own)."""
         loss = self.loss_fn(output.flatten(0, self.batch_dim), y.flatten(0, self.batch_dim))
         return loss * self.models if self.models != 1 else loss  # ×1 would add a graph node
-
-    @torch.no_grad()
-    def _log_augmented_samples(self, count: int = 16) -> None:
-        """Training images before and after augmentation, to TensorBoard's IMAGES tab."""
-        augment = self.augment
-        shown = any(hasattr(lg.experiment, "add_images") for lg in self.loggers)
-        if augment is None or augment.image_shape is None or not shown:
-            return
-        x = self.trainer.datamodule.splits["train"][0][:count].to(self.device)
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):  # showing samples leaves training's draws be
-            augmented = augment(x)
-        for tag, batch in (("original", x), ("augmented", augmented)):
-            args = (augment.image_shape, augment.mean.cpu(), augment.std.cpu(), self.step)
-            log_images(self.loggers, f"augmentation/{tag}", batch, *args)
 
     def clip_(self, opt: Any) -> None:
         clip_gradients(self, opt, self.clip_val, self.clip_algorithm)

@@ -225,3 +225,26 @@ def log_images(
     images = (images - images.min()) / (images.max() - images.min() + 1e-12)
     for writer in writers:
         writer.add_images(tag, images, step)
+
+
+@torch.no_grad()
+def log_augmented_samples(
+    loggers: list[pl.loggers.Logger],
+    augment: Any,
+    x: torch.Tensor,
+    device: torch.device,
+    step: int,
+    count: int = 16,
+) -> None:
+    """The first `count` training images before and after `augment` (an image
+    `data.Augmentation`), in TensorBoard's IMAGES tab. The draws come from a fork of the
+    random state: showing samples leaves training's own draws as they were."""
+    shown = any(hasattr(lg.experiment, "add_images") for lg in loggers)
+    if augment.image_shape is None or not shown:
+        return
+    x = x[:count].to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        augmented = augment(x)
+    for tag, batch in (("original", x), ("augmented", augmented)):
+        args = (augment.image_shape, augment.mean.cpu(), augment.std.cpu(), step)
+        log_images(loggers, f"augmentation/{tag}", batch, *args)
